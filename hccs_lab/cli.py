@@ -1,0 +1,59 @@
+"""The `hccs-lab` command line. Each subcommand lives next to the code it drives.
+
+A subcommand module exposes `add_arguments(parser)` and `run(args) -> int`; this file only routes,
+and imports a module when its command runs, so `hccs-lab --help` stays fast (no torch import).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "calibrate": ("hccs_lab.calibrate_cli", "calibrate every head of a model; writes a calibration JSON"),
+    "kernel": ("hccs_lab.aie.cli_kernel", "generate an int8 HCCS AI Engine kernel (C++ + kernel.json)"),
+    "emulate": ("hccs_lab.aie.cli_emulate", "run a generated kernel in the bundled emulator"),
+    "qat": ("hccs_lab.qat_cli", "float32 fine-tune, calibrate, HCCS direct and after QAT; writes results JSON"),
+    "report": ("hccs_lab.report_cli", "write the self-contained design-review HTML for a model"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hccs-lab", description="HCCS softmax-surrogate toolkit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        # argument definitions need the module; import lazily only for the command being parsed
+        if name in _wanted(sys.argv[1:]):
+            importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def _wanted(argv):
+    return {a for a in argv if a in COMMANDS}
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line, exit status 2, no traceback."""
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    saved, sys.argv = sys.argv, ["hccs-lab", *argv]
+    try:
+        args = build_parser().parse_args(argv)
+    finally:
+        sys.argv = saved
+    module = importlib.import_module(args._module)
+    try:
+        return int(module.run(args) or 0)
+    except (CLIError, ValueError, TypeError, FileNotFoundError, KeyError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"hccs-lab {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
