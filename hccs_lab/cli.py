@@ -18,7 +18,7 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv=()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hccs-lab", description="HCCS softmax-surrogate toolkit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -26,13 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module)
         # argument definitions need the module; import lazily only for the command being parsed
-        if name in _wanted(sys.argv[1:]):
+        if name in argv:
             importlib.import_module(module).add_arguments(p)
     return parser
-
-
-def _wanted(argv):
-    return {a for a in argv if a in COMMANDS}
 
 
 class CLIError(Exception):
@@ -41,17 +37,12 @@ class CLIError(Exception):
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    saved, sys.argv = sys.argv, ["hccs-lab", *argv]
-    try:
-        args = build_parser().parse_args(argv)
-    finally:
-        sys.argv = saved
+    args = build_parser(argv).parse_args(argv)
     module = importlib.import_module(args._module)
     try:
         return int(module.run(args) or 0)
-    except (CLIError, ValueError, TypeError, FileNotFoundError, KeyError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"hccs-lab {args.command}: error: {msg}", file=sys.stderr)
+    except (CLIError, ValueError, TypeError, FileNotFoundError) as e:
+        print(f"hccs-lab {args.command}: error: {e}", file=sys.stderr)
         return 2
 
 
