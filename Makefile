@@ -21,8 +21,9 @@ $(STAMP): pyproject.toml constraints.txt
 lab: setup
 	.venv/bin/jupyter lab notebooks/
 
+# Quick mode: notebooks and training use small subsets; the full runs live in benchmarks/.
 test: setup
-	HCCS_LAB_QUICK=1 .venv/bin/python -m pytest -q tests
+	HCCS_LAB_QUICK=1 .venv/bin/python -m pytest -q tests notebooks --nbmake
 
 report: setup
 	.venv/bin/hccs-lab report --model $(MODEL) --out $(REPORT)
