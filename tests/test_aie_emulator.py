@@ -1,0 +1,133 @@
+"""The emulator runs each kernel IR bit for bit like hccs_int (the independent reference)."""
+import numpy as np
+import pytest
+
+from hccs_lab import HCCSParams, hccs_int
+from hccs_lab.aie.emulator import Emulator, bf16_round, emulate_kernel
+from hccs_lab.aie.kernels import HCCS_SCHEDULES, HCCS_VARIANTS, hccs_kernel, reference_kernel, rho_bound
+from hccs_lab.surrogate import max_base
+
+ROWS_PER_CASE = 100_000
+
+
+def hard_rows(n: int, count: int, seed: int) -> np.ndarray:
+    """Random rows mixed with the hard cases: ties at the max, one max, all equal, -128/127 extremes."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, size=(count, n)).astype(np.int8)
+    kind = rng.integers(0, 7, size=count)
+    narrow = rng.integers(90, 128, size=(count, n)).astype(np.int8)  # close to the max: unclipped d
+    x[kind == 1] = narrow[kind == 1]
+    x[kind == 2] = rng.integers(-128, 128, size=(int((kind == 2).sum()), 1)).astype(np.int8)  # all equal
+    ext = rng.choice(np.array([-128, 127], dtype=np.int8), size=(count, n))
+    x[kind == 3] = ext[kind == 3]  # only the two extremes: d = 255 wraps correctly in uint8
+    single = np.full((count, n), -128, np.int8)
+    single[np.arange(count), rng.integers(0, n, count)] = 127  # a single max, everything else far
+    x[kind == 4] = single[kind == 4]
+    ties = narrow.copy()
+    ties[:, : n // 2] = 127  # half the row tied at the max
+    x[kind == 5] = rng.permuted(ties[kind == 5], axis=1)
+    return x
+
+
+def param_sets(n: int):
+    """Corners of the valid region for n: max base, zero slope, zero clip, floor score exactly 0, small Z."""
+    top = max_base(n)
+    return [
+        HCCSParams(top, 127 if top >= 127 * 127 else top // 127, 127),
+        HCCSParams(top, 0, 50),
+        HCCSParams(200 if n <= 128 else 100, 3, 0),
+        HCCSParams(127 * 5, 5, 127),       # B == S*D: far keys score exactly 0
+        HCCSParams(1, 0, 0),               # Z = n only: the reciprocal is at its largest
+        HCCSParams(2, 1, 2),               # Z can be 2: the u8 reciprocal needs 32 bits
+        HCCSParams(min(top, 180), 2, 40),
+    ]
+
+
+@pytest.mark.parametrize("n", [32, 64, 128, 256])
+@pytest.mark.parametrize("variant", HCCS_VARIANTS)
+def test_emulator_matches_hccs_int_on_100k_rows(n, variant):
+    out, recip = variant.split("-")
+    sets = [p for p in param_sets(n) if p.is_valid(n)]
+    assert len(sets) >= 5
+    per = -(-ROWS_PER_CASE // len(sets))
+    total = 0
+    for j, p in enumerate(sets):
+        x = hard_rows(n, per, seed=1000 * n + j)
+        ref = hccs_int(x, p, out=out, recip=recip)
+        for schedule in HCCS_SCHEDULES:
+            got = emulate_kernel(hccs_kernel(p, variant, "aie-ml", n, schedule), x)
+            assert got.dtype == ref.dtype
+            bad = np.flatnonzero((got != ref).any(axis=1))
+            assert bad.size == 0, f"{variant} {schedule} n={n} {p}: {bad.size} rows differ, first {x[bad[0]]}"
+        total += len(x)
+    assert total >= ROWS_PER_CASE
+
+
+def test_wide_reciprocal_path_is_exercised():
+    # the u8 reciprocal at Z=2 is 255<<14: the kernel must take the 32-bit path and still be exact
+    p = HCCSParams(2, 1, 2)
+    assert rho_bound(p, "u8-clb", 32) > 32767
+    k = hccs_kernel(p, "u8-clb", "aie-ml", 32)
+    assert k.params["wide_rho"] == 1
+    x = np.full((1, 32), -100, np.int8)
+    x[0, 0] = 100  # Z = 2 + 31*0 = 2: p[0] = min(255, (2 * (255 << 14)) >> 15) = 255
+    assert emulate_kernel(k, x)[0, 0] == 255 == hccs_int(x, p, out="u8", recip="clb")[0, 0]
+
+
+def test_hand_computed_row():
+    # n=32, B=10, S=2, D=3: x = [5, 4, 3, 0, ...]: d = [0,1,2,3,3,...], s = [10,8,6,4,...], Z = 24+29*4 = 140
+    x = np.zeros((1, 32), np.int8)
+    x[0, :3] = [5, 4, 3]
+    p = HCCSParams(10, 2, 3)
+    got = emulate_kernel(hccs_kernel(p, "i16-div", "aie-ml", 32, "paper"), x)[0]
+    rho = 32767 // 140
+    assert got[:4].tolist() == [10 * rho, 8 * rho, 6 * rho, 4 * rho]
+    got8 = emulate_kernel(hccs_kernel(p, "u8-clb", "aie-ml", 32, "wide64"), x)[0]
+    rho8 = 255 << (15 - 7)  # floor(log2 140) = 7
+    assert got8[:2].tolist() == [(10 * rho8) >> 15, (8 * rho8) >> 15]
+
+
+def test_captured_minilm_rows_bit_exact():
+    from hccs_lab.capture import capture_logits
+    from hccs_lab.models import load
+
+    texts = ["A gripping, beautifully shot film.", "The plot is thin and the jokes fall flat.",
+             "An uneven but often charming comedy about growing up.", "Not worth the ticket."]
+    bank = capture_logits(load("minilm-l6"), texts, max_len=32, progress=False)
+    assert bank.seq_len == 32
+    p = HCCSParams(300, 6, 45)
+    checked = 0
+    for layer, head in [(0, 0), (2, 5), (5, 11)]:
+        rows = bank[layer, head]
+        x = rows.int8(scale=0.1)
+        for variant in HCCS_VARIANTS:
+            out, recip = variant.split("-")
+            ref = hccs_int(x, p, out=out, recip=recip)
+            for schedule in ("paper", "wide64"):
+                assert np.array_equal(emulate_kernel(hccs_kernel(p, variant, "aie-mlv2", 32, schedule), x), ref)
+        checked += len(x)
+    assert checked > 50
+
+
+def test_bad_input_is_rejected_clearly():
+    k = hccs_kernel(HCCSParams(100, 2, 30), "u8-clb", "aie-ml", 64)
+    with pytest.raises(TypeError, match="int8"):
+        Emulator(k).run(np.zeros((3, 64), np.int16))
+    with pytest.raises(ValueError, match=r"\[rows, 64\]"):
+        Emulator(k).run(np.zeros((3, 32), np.int8))
+    with pytest.raises(ValueError, match="multiple of 32"):
+        hccs_kernel(HCCSParams(100, 2, 30), "u8-clb", "aie-ml", 48)
+    with pytest.raises(ValueError, match="n\\*B"):
+        hccs_kernel(HCCSParams(1000, 2, 30), "u8-clb", "aie-ml", 64)
+
+
+def test_references_approximate_softmax():
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 2, size=(300, 128)).astype(np.float32)
+    sm = np.exp(x - x.max(1, keepdims=True))
+    sm /= sm.sum(1, keepdims=True)
+    for variant, tol in [("bf16-lut", 0.02), ("bf16-exp2", 0.02), ("bf16-bittrick", 0.06)]:
+        y = emulate_kernel(reference_kernel(variant, 128), x)
+        rel = np.abs(y - sm).max() / sm.max()
+        assert rel < tol, (variant, rel)
+        assert np.all(y == bf16_round(y))  # outputs are bf16 values
