@@ -1,0 +1,227 @@
+"""HCCS inside the model for QAT: it really replaces softmax, masks hold, gradients flow, the CLI runs.
+
+Expectations come from outside hccs_lab.qat: the logits the model computes (seen through
+`observe`), the numpy `quantize_logits` / `hccs_float` / `hccs_int` references, hand-derived
+straight-through gradients, and the model's own outputs before and after a safetensors round trip.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hccs_lab import tiny
+from hccs_lab.attention import observe, set_probs
+from hccs_lab.cli import main as cli_main
+from hccs_lab.models import load
+from hccs_lab.qat import HCCSProbs, HCCSTables, fake_quantize_linears, fake_quantize_logits, use_hccs
+from hccs_lab.surrogate import HCCSParams, hccs_float, hccs_int, quantize_logits, softmax
+
+torch.set_num_threads(2)
+
+# per layer, per head: deliberately different so a mix-up of heads or layers shows
+PARAMS = [[HCCSParams(40, 1, 30), HCCSParams(30, 2, 12)], [HCCSParams(50, 3, 16), HCCSParams(20, 1, 20)]]
+SCALES = [[0.02, 0.05], [0.03, 0.04]]
+TEXTS = ["A fine, funny and touching film.", "Awful.", "The plot drags but the actors are wonderful to watch.",
+         "not good"]
+
+
+def tables() -> HCCSTables:
+    col = lambda f: [torch.tensor([f(l, h) for h in range(2)], dtype=torch.float32).view(2, 1, 1) for l in range(2)]
+    return HCCSTables(B=col(lambda l, h: PARAMS[l][h].B), S=col(lambda l, h: PARAMS[l][h].S),
+                      D=col(lambda l, h: PARAMS[l][h].D), scale=col(lambda l, h: SCALES[l][h]))
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return tiny.load_tokenizer()
+
+
+@pytest.fixture()
+def model(tok):
+    torch.manual_seed(0)
+    m = tiny.build_tiny(pca_init=False, seed=1)
+    with torch.no_grad():  # a fresh model attends almost uniformly; sharper logits make softmax and HCCS differ
+        for layer in m.bert.encoder.layer:
+            layer.attention.self.query.weight.mul_(8.0)
+    load((m, tok))
+    return m
+
+
+def run_observed(model, tok, texts=TEXTS):
+    enc = tok(texts, padding=True, return_tensors="pt")
+    seen = {}
+    with observe(model, lambda l, x, k: seen.__setitem__(l, (x.detach().clone(), torch.broadcast_to(k, x.shape).clone()))):
+        out = model(**enc, output_attentions=True)
+    return enc, seen, out
+
+
+def test_model_attention_is_hccs_of_its_int8_logits(model, tok):
+    use_hccs(model, tables())
+    enc, seen, out = run_observed(model, tok)
+    lengths = enc["attention_mask"].sum(1).numpy()
+    assert len(set(lengths)) > 1  # padding is exercised
+    for layer in range(2):
+        logits, keymask = (t.numpy() for t in seen[layer])
+        probs = out.attentions[layer].detach().numpy()
+        scale = np.array(SCALES[layer]).reshape(2, 1)
+        q = quantize_logits(logits, scale, mask=keymask)  # numpy reference: row max -> 127
+        for head in range(2):
+            p_ref = hccs_float(q[:, head].astype(np.float64) * SCALES[layer][head], PARAMS[layer][head],
+                               SCALES[layer][head], mask=keymask[:, head])
+            np.testing.assert_allclose(probs[:, head], p_ref, atol=2e-6)
+            # the integer i16+div kernel agrees up to the floor of its reciprocal 32767 // Z
+            p_int = hccs_int(q[:, head], PARAMS[layer][head], "i16", "div", mask=keymask[:, head]) / 32767.0
+            Z = PARAMS[layer][head].B * lengths.max()
+            assert np.all(np.abs(probs[:, head] - p_int) <= probs[:, head] * Z / 32767 + 1e-4)
+        # and it is not softmax
+        assert np.abs(probs - softmax(logits, mask=keymask)).max() > 0.02
+
+
+def test_masked_keys_are_exactly_zero_and_rows_sum_to_one(model, tok):
+    use_hccs(model, tables())
+    enc, seen, out = run_observed(model, tok)
+    am = enc["attention_mask"].bool()
+    for layer in range(2):
+        p = out.attentions[layer].detach()
+        assert torch.all(p[~am[:, None, None, :].expand_as(p)] == 0.0)
+        torch.testing.assert_close(p.sum(-1), torch.ones_like(p.sum(-1)), atol=1e-5, rtol=0)
+
+
+def test_set_probs_none_restores_exact_softmax(model, tok):
+    enc = tok(TEXTS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        ref = model(**enc).logits
+        use_hccs(model, tables())
+        hccs = model(**enc).logits
+        use_hccs(model, None)
+        back = model(**enc).logits
+    assert torch.equal(ref, back)
+    assert not torch.allclose(ref, hccs)
+
+
+def test_straight_through_gradient_of_the_int8_logits():
+    torch.manual_seed(0)
+    x = (torch.randn(2, 2, 3, 7) * 0.5).requires_grad_(True)
+    keymask = torch.ones(2, 1, 1, 7, dtype=torch.bool)
+    keymask[1, ..., 5:] = False
+    scale = torch.tensor([0.02, 0.05]).view(2, 1, 1)
+    w = torch.randn_like(x)
+    y = fake_quantize_logits(x, scale, keymask)
+    (y * w).sum().backward()
+    # forward: the int8 grid values of quantize_logits
+    q = quantize_logits(x.detach().numpy(), scale.numpy().reshape(2, 1), mask=keymask.numpy())
+    m = np.broadcast_to(keymask.numpy(), x.shape)
+    np.testing.assert_allclose(y.detach().numpy(), np.where(m, q * scale.numpy(), 0), atol=1e-6)
+    # backward by hand: y = x - max(x) + const inside the grid, so dy/dx = w minus, at the argmax, the row sum of w
+    xm = np.where(m, x.detach().numpy(), -np.inf)
+    arg = xm.argmax(-1)
+    inside = m & (q > -128)  # saturated keys get no gradient
+    wn = np.where(inside, w.numpy(), 0.0)
+    expect = wn.copy()
+    np.put_along_axis(expect, arg[..., None], np.take_along_axis(expect, arg[..., None], -1) - wn.sum(-1, keepdims=True), -1)
+    np.testing.assert_allclose(x.grad.numpy(), expect, atol=1e-5)
+
+
+def test_gradients_reach_query_and_key_weights_through_hccs(model, tok):
+    use_hccs(model, tables())
+    model.train()
+    enc = tok(TEXTS, padding=True, return_tensors="pt")
+    loss = model(**enc, labels=torch.tensor([1, 0, 1, 0])).loss
+    loss.backward()
+    for layer in model.bert.encoder.layer:
+        for lin in (layer.attention.self.query, layer.attention.self.key):
+            g = lin.weight.grad
+            assert g is not None and torch.isfinite(g).all() and g.abs().sum() > 0
+
+
+def test_fake_quantized_linears_stay_close_and_train(model, tok):
+    enc = tok(TEXTS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        ref = model(**enc).logits
+    n = fake_quantize_linears(model)
+    assert n == 2 * 6 + 1  # q, k, v, attn-out, FFN in, FFN out per layer + pooler; the classifier stays float
+    use_hccs(model, tables())
+    model.train()
+    out = model(**enc, labels=torch.tensor([1, 0, 1, 0]))
+    out.loss.backward()
+    assert model.bert.encoder.layer[0].attention.self.query.linear.weight.grad.abs().sum() > 0
+    use_hccs(model, None)
+    model.eval()
+    with torch.no_grad():
+        fq = model(**enc).logits
+    assert 0 < (fq - ref).abs().max() < 0.2 * ref.abs().max() + 0.05
+
+
+def test_tiny_safetensors_round_trip_and_corruption(tmp_path, tok):
+    model, info = tiny.train_tiny(tmp_path / "tiny", steps=3, n_train=96, progress=False)
+    assert info["history"]["steps"] == 3 and len(info["history"]["loss"]) == 1
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "tiny" / "model.safetensors"), "pt") as f:
+        assert "bert.embeddings.word_embeddings.weight" in f.keys()
+    again, tok2 = tiny.load_tiny(tmp_path / "tiny")
+    enc = tok(TEXTS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        assert torch.equal(model(**enc).logits, again(**enc).logits)
+    assert not list((tmp_path / "tiny").glob("*.tmp"))
+    (tmp_path / "tiny" / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="unreadable"):
+        tiny.load_tiny(tmp_path / "tiny")
+
+
+def test_pca_embeddings_keep_minilm_geometry():
+    from safetensors.torch import load_file
+
+    P = tiny.pca_embeddings(128)
+    E = load_file(str(tiny.minilm_path() / "model.safetensors"))["embeddings.word_embeddings.weight"].float()
+    assert P.shape == (30522, 128)
+    assert abs(float(P.std()) - 0.5) < 1e-3
+    # a projection on the top principal axes keeps the token geometry: nearest neighbours mostly survive
+    E = E - E.mean(0)
+    ids = torch.arange(1000, 1200)
+    nn_full = (E[ids] @ E.T).topk(2, -1).indices[:, 1]
+    nn_pca = (P[ids] @ P.T).topk(2, -1).indices[:, 1]
+    assert (nn_full == nn_pca).float().mean() > 0.3
+    # versus a random 128-d projection of the same size, which keeps far fewer
+    R = E @ torch.randn(384, 128, generator=torch.Generator().manual_seed(0))
+    nn_rand = (R[ids] @ R.T).topk(2, -1).indices[:, 1]
+    assert (nn_full == nn_pca).float().mean() > (nn_full == nn_rand).float().mean()
+
+
+def test_qat_quick_end_to_end_writes_results(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HCCS_LAB_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "res" / "qat.json"
+    assert cli_main(["qat", "--quick", "--model", "tiny", "--out", str(out), "--no-progress"]) == 0
+    r = json.loads(out.read_text())
+    assert r["model"] == "tiny" and r["quick"] is True
+    assert "QUICK" in capsys.readouterr().out
+    for k in ("float32", "hccs_direct", "hccs_qat"):
+        assert 0.0 <= r[k]["accuracy"] <= 1.0
+    assert set(r["ablation"]) == {"global", "layer", "head"}
+    assert r["hccs_qat"]["accuracy"] == r["ablation"]["head"]["accuracy"]
+    assert r["settings"]["n_train"] == 512 and r["data"]["test_sentences"] == 256
+    assert len(r["fidelity"]["heads"]) == 4 and {e["kind"] for e in r["fidelity"]["examples"]} == {"broad", "focused"}
+    for e in r["fidelity"]["examples"]:
+        assert abs(sum(e["softmax"]) - 1) < 1e-4 and abs(sum(e["qat"]) - 1) < 1e-4
+    assert r["hccs_qat"]["history"]["steps"] == 16 and r["hccs_qat"]["history"]["loss"]
+    assert "SST-2" in r["note"]
+    assert not list(out.parent.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["qat", "--model", "bert-huge", "--out", "{tmp}/r.json"], "unknown model 'bert-huge'"),
+    (["qat", "--model", "tiny", "--out", "{tmp}"], "is a directory"),
+    (["qat", "--model", "tiny", "--out", "{tmp}/afile/r.json"], "not a directory"),
+    (["qat", "--model", "tiny", "--out", "{tmp}/r.txt"], "must end in .json"),
+    (["qat", "--model", "tiny", "--epochs", "0", "--out", "{tmp}/r.json"], "qat_epochs must be > 0"),
+])
+def test_bad_input_gives_one_clear_line(tmp_path, capsys, argv, message):
+    (tmp_path / "afile").write_text("x")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "r.json").exists()
