@@ -117,19 +117,25 @@ def _row_mask(shape: tuple, mask=None, valid_len=None, like=None):
         raise ValueError("pass either mask or valid_len, not both")
     n = shape[-1]
     if valid_len is not None:
-        vl = valid_len if _is_torch(valid_len) else np.asarray(valid_len)
+        vl = valid_len.detach().cpu().numpy() if _is_torch(valid_len) else np.asarray(valid_len)
         if tuple(vl.shape) != tuple(shape[:-1]):
             raise ValueError(f"valid_len has shape {tuple(vl.shape)}, expected the leading shape {tuple(shape[:-1])}")
-        if _is_torch(like):
-            return torch.arange(n, device=like.device) < torch.as_tensor(vl, device=like.device)[..., None]
-        return np.arange(n) < vl[..., None]
+        if not np.issubdtype(vl.dtype, np.integer):
+            raise TypeError(f"valid_len must hold integers (keys per row), got dtype {vl.dtype}")
+        if vl.size and (vl.min() < 0 or vl.max() > n):
+            raise ValueError(f"valid_len must lie in [0, {n}] (the row length), got values in [{vl.min()}, {vl.max()}]")
+        keep = np.arange(n) < vl[..., None]
+        return torch.as_tensor(keep, device=like.device) if _is_torch(like) else keep
     if mask is None:
         return None
     if _is_torch(like):
         mask = torch.as_tensor(mask, device=like.device)
         if mask.dtype != torch.bool:
             raise TypeError(f"mask must be boolean (True = key takes part), got {mask.dtype}")
-        return torch.broadcast_to(mask, shape) if tuple(mask.shape) != tuple(shape) else mask
+        try:
+            return torch.broadcast_to(mask, shape) if tuple(mask.shape) != tuple(shape) else mask
+        except RuntimeError:
+            raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to the logits' shape {tuple(shape)}") from None
     mask = np.asarray(mask)
     if mask.dtype != np.bool_:
         raise TypeError(f"mask must be boolean (True = key takes part), got {mask.dtype}")
@@ -184,36 +190,101 @@ def hccs_int(x, params: HCCSParams, out: str = "i16", recip: str = "div", mask=N
     _check_rows(x, "x")
     n = x.shape[-1]
     params.validate(n)
-    B, S, D = params.B, params.S, params.D
     m = _row_mask(x.shape, mask, valid_len)
 
-    xm = x if m is None else np.where(m, x, np.int8(-128))
-    mx = xm.max(axis=-1, keepdims=True)
-    # m - x in the unsigned 8-bit domain: the wrapped uint8 difference is the true distance in [0, 255].
-    d = np.minimum(mx.view(np.uint8) - x.view(np.uint8), np.uint8(D))
-    s = np.int32(B) - np.int32(S) * d.astype(np.int32)
-    if m is not None:
-        s = np.where(m, s, np.int32(0))
-    Z = s.sum(axis=-1, keepdims=True, dtype=np.int32)
-    empty = Z == 0  # only all-masked rows: otherwise the max key alone scores B >= 1
-    Zs = np.where(empty, np.int32(1), Z)
+    rows = x.reshape(-1, n)
+    mrows = None if m is None else np.ascontiguousarray(m).reshape(-1, n)
+    res = np.empty(rows.shape, np.int16 if out == "i16" else np.uint8)
+    kernel = _RowKernel(params, n, out, recip)
+    step = max(1, _CHUNK_ELEMS // n)
+    for r0 in range(0, rows.shape[0], step):
+        sl = slice(r0, r0 + step)
+        kernel(rows[sl], None if mrows is None else mrows[sl], res[sl])
+    return res.reshape(x.shape)
 
+
+# Rows are processed in chunks whose temporaries stay in the L2 cache.
+_CHUNK_ELEMS = 1 << 16
+
+
+class _RowKernel:
+    """hccs_int on a chunk of rows [r, n], written into `res`, with the narrowest exact dtypes.
+
+    The whole row depends on the key distances d = min(m - x, D) in [0, D] (uint8) and on one
+    per-row reciprocal rho, so p = s*rho = B*rho - (S*rho)*d with two per-row constants:
+
+    * Z = nv*B - S*sum(d) over the nv valid keys; S*sum(d) <= n*B <= 32767, so an int16 sum of d is
+      exact whenever S >= 1 (and with S = 0 the sum is not needed);
+    * i16+div: p = s*rho <= Z*rho <= 32767, so int16 arithmetic is exact (S*rho <= B*rho when D >= 1);
+    * i16+clb: s*rho < 2**(k+1) * 32767/2**k < 65535, exact in uint16, then saturated to 32767;
+    * u8: s*rho < 255 * 2**16 needs int32, then >> 15 (and saturation to 255 for clb).
+    """
+
+    def __init__(self, params: HCCSParams, n: int, out: str, recip: str):
+        self.B, self.S, self.D = params.B, params.S, params.D
+        self.n, self.out, self.recip = n, out, recip
+        # ufuncs with a scalar operand miss numpy's SIMD loops for small ints; a row-long vector hits them
+        self.clip = np.full(n, self.D, np.uint8)
+        self.sat16 = np.full(n, INT16_MAX, np.uint16)
+        self.sat8 = np.full(n, 255, np.int32)
+
+    def __call__(self, x: np.ndarray, m, res: np.ndarray) -> None:
+        B, S, n = self.B, self.S, self.n
+        if m is None:
+            mx = x.max(axis=-1, keepdims=True)
+            nv = n
+        else:
+            mx = np.where(m, x, np.int8(-128)).max(axis=-1, keepdims=True)
+            nv = m.sum(axis=-1, keepdims=True, dtype=np.int64)
+        # m - x in the unsigned 8-bit domain: the wrapped uint8 difference is the true distance in [0, 255]
+        d = mx.view(np.uint8) - x.view(np.uint8)
+        np.minimum(d, self.clip, out=d)
+        if m is not None:
+            d *= m  # masked keys: d = 0 so they drop out of sum(d); their output is zeroed below
+        if S and self.D:
+            Z = nv * B - S * d.sum(axis=-1, keepdims=True, dtype=np.int16).astype(np.int64)
+        else:
+            Z = np.broadcast_to(np.asarray(nv * B, dtype=np.int64), (x.shape[0], 1))
+        rho = _reciprocal(Z, self.out, self.recip)  # int64 [r, 1]; 0 for all-masked rows (Z = 0)
+        a = B * rho
+        c = S * rho if self.D else np.zeros_like(rho)
+        if self.out == "i16" and self.recip == "div":
+            t = d.astype(np.int16)
+            np.multiply(t, c.astype(np.int16), out=t)
+            np.subtract(a.astype(np.int16), t, out=res)
+        elif self.out == "i16":
+            t = d.astype(np.uint16)
+            np.multiply(t, c.astype(np.uint16), out=t)
+            np.subtract(a.astype(np.uint16), t, out=t)
+            np.minimum(t, self.sat16, out=res.view(np.uint16))
+        else:
+            t = d.astype(np.int32)
+            np.multiply(t, c.astype(np.int32), out=t)
+            np.subtract(a.astype(np.int32), t, out=t)
+            np.right_shift(t, 15, out=t)
+            if self.recip == "clb":
+                np.minimum(t, self.sat8, out=t)
+            res[...] = t
+        if m is not None:
+            res *= m
+
+
+def _reciprocal(Z: np.ndarray, out: str, recip: str) -> np.ndarray:
+    """Per-row rho of DESIGN.md as int64 (0 where Z = 0, i.e. all-masked rows)."""
+    empty = Z == 0  # only all-masked rows: otherwise the max key alone scores B >= 1
+    Zs = np.where(empty, 1, Z)
     if recip == "div":
         rho = (INT16_MAX if out == "i16" else U8_NUMER) // Zs
     else:
         k = _floor_log2(Zs)
-        rho = (INT16_MAX >> k) if out == "i16" else (np.int32(255) << (15 - k))
-    rho = np.where(empty, 0, rho).astype(np.int32)
-    prod = s * rho  # < 2**24 by the constraints (s <= Z, rho <= T*2**15/2**k), so int32 is exact
-    if out == "i16":
-        return np.minimum(prod, INT16_MAX).astype(np.int16)
-    return np.minimum(prod >> 15, 255).astype(np.uint8)
+        rho = (INT16_MAX >> k) if out == "i16" else (255 << (15 - k))
+    return np.where(empty, 0, rho).astype(np.int64)
 
 
 def _floor_log2(Z: np.ndarray) -> np.ndarray:
     """floor(log2 Z) for 1 <= Z < 2**31, exact in integers (what count-leading-bits gives: 31 - clb)."""
     _, e = np.frexp(Z.astype(np.float64))  # Z = f * 2**e with f in [0.5, 1); exact for int32
-    return (e - 1).astype(np.int32)
+    return (e - 1).astype(np.int64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,29 +370,35 @@ def hccs_float(logits, params, scale, mask=None):
     Masked keys get exactly 0; an all-masked row is all zeros. On int8-grid logits this equals
     `hccs_int(q, params, "i16", "div") / 32767` up to the integer floor of the reciprocal.
     """
+    if not _is_torch(logits):
+        logits = np.asarray(logits)
+    _check_rows(logits, "logits")
     if isinstance(params, HCCSParams):
         params.validate(logits.shape[-1])
     B, S, D = _params_tuple(params)
+    _check_scale(scale)
     if _is_torch(logits):
         if not logits.is_floating_point():
             raise TypeError(f"hccs_float takes float logits, got {logits.dtype}")
-        _check_rows(logits, "logits")
         m = _row_mask(tuple(logits.shape), mask, like=logits)
         lg = logits if m is None else logits.masked_fill(~m, 0.0)
         check_finite(lg)
         neg = torch.finfo(logits.dtype).min
         # no detach: the max key's logit moves every distance, and QAT needs that gradient
         mx = (lg if m is None else lg.masked_fill(~m, neg)).amax(-1, keepdim=True)
+        if m is not None:
+            # an all-masked row would keep the huge fill value as its max, and (max - 0)/scale could
+            # reach inf, whose zeroed gradient is 0*inf = NaN for scale; its max is 0 instead
+            mx = torch.where(m.any(-1, keepdim=True), mx, torch.zeros_like(mx))
         d = torch.minimum((mx - lg) / scale, torch.as_tensor(D, dtype=logits.dtype, device=logits.device))
         s = B - S * d
         if m is not None:
             s = s.masked_fill(~m, 0.0)
         Z = s.sum(-1, keepdim=True)
         return s / torch.where(Z > 0, Z, torch.ones_like(Z))
-    x = np.asarray(logits)
+    x = logits
     if not np.issubdtype(x.dtype, np.floating):
         raise TypeError(f"hccs_float takes float logits, got dtype {x.dtype}")
-    _check_rows(x, "logits")
     m = _row_mask(x.shape, mask)
     check_finite(x if m is None else np.where(m, x, 0.0))
     d = np.minimum((_masked_max(x, m) - x) / np.asarray(scale), D)
@@ -330,6 +407,12 @@ def hccs_float(logits, params, scale, mask=None):
         s = np.where(m, s, 0.0)
     Z = s.sum(-1, keepdims=True)
     return (s / np.where(Z > 0, Z, 1.0)).astype(x.dtype, copy=False)
+
+
+def _check_scale(scale) -> None:
+    s = scale.detach().cpu().numpy() if _is_torch(scale) else np.asarray(scale, dtype=np.float64)
+    if s.size == 0 or not np.all(np.isfinite(s)) or np.any(s <= 0):
+        raise ValueError(f"scale must be finite and > 0 (one int8 step in logit units), got {s}")
 
 
 def softmax(logits, mask=None):
