@@ -428,3 +428,14 @@ def attention_rows_figure(results: dict):
             fig.add_bar(x=e["tokens"], y=e[key], name=name, legendgroup=name, showlegend=c == 1, row=1, col=c)
     fig.update_layout(barmode="group", height=380, title="Attention of the [CLS] query over the keys of one test sentence")
     return fig
+
+
+def load_saved_results(model: str = "tiny") -> dict | None:
+    """The committed full-run results `benchmarks/results/qat_<model>.json` of a source checkout, or None."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / f"qat_{model}.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())

@@ -178,17 +178,39 @@ def calibrate_all(loaded, s: ExperimentSettings, progress: bool) -> dict:
     return cals
 
 
-def run_experiment(s: ExperimentSettings, progress: bool = True) -> dict:
-    """The whole pipeline; returns the results dict (`write_results` saves it)."""
+@dataclass
+class Prepared:
+    """Everything before any HCCS: the float32 model, its data, accuracy and calibrations."""
+
+    settings: ExperimentSettings
+    model: object
+    tokenizer: object
+    loaded: object
+    train: object
+    test: object
+    float_accuracy: float
+    float_info: dict
+    calibrations: dict
+    tables: dict
+    timings: dict = field(default_factory=dict)
+
+    def accuracy(self, model, desc: str = "eval", progress: bool = False) -> float:
+        from hccs_lab.qat import accuracy
+
+        return accuracy(model, self.tokenizer, self.test.texts, self.test.labels, max_len=self.settings.max_len,
+                        progress=progress, desc=desc)
+
+
+def prepare(s: ExperimentSettings, progress: bool = True) -> Prepared:
+    """Data subsets, the float32 model (trained or cached) and its test accuracy, capture + calibration."""
     import torch
 
     from hccs_lab.data import load_split
     from hccs_lab.models import load as load_model
-    from hccs_lab.qat import HCCSTables, TrainSettings, accuracy, fake_quantize_linears, train_classifier, use_hccs
+    from hccs_lab.qat import HCCSTables, accuracy
 
     s.validate()
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    t_start = time.perf_counter()
     timings = {}
     train, test = load_split("train", seed=s.seed), load_split("test", seed=s.seed)
     if s.n_train is not None:
@@ -198,19 +220,32 @@ def run_experiment(s: ExperimentSettings, progress: bool = True) -> dict:
     if progress and s.quick:
         print(f"qat --quick: {len(train.texts)} train / {len(test.texts)} test sentences and a few steps; "
               "a smoke test of the pipeline, not an accuracy measurement")
-
     model, tok, float_info = float_model(s, train, progress)
     timings["float32_train_s"] = float_info["seconds"]
     loaded = load_model((model, tok))
-    eval_ = lambda m, desc: accuracy(m, tok, test.texts, test.labels, max_len=s.max_len, progress=progress, desc=desc)
     t = time.perf_counter()
-    acc_float = eval_(model, "eval float32")
+    acc_float = accuracy(model, tok, test.texts, test.labels, max_len=s.max_len, progress=progress, desc="eval float32")
     timings["eval_s"] = time.perf_counter() - t
-
     t = time.perf_counter()
     cals = calibrate_all(loaded, s, progress)
     timings["capture_calibrate_s"] = time.perf_counter() - t
     tables = {g: HCCSTables.from_calibration(c, loaded.n_layers, loaded.n_heads) for g, c in cals.items()}
+    return Prepared(s, model, tok, loaded, train, test, acc_float, float_info, cals, tables, timings)
+
+
+def run_experiment(s: ExperimentSettings, progress: bool = True) -> dict:
+    """The whole pipeline; returns the results dict (`write_results` saves it)."""
+    import torch
+
+    from hccs_lab.models import load as load_model
+    from hccs_lab.qat import TrainSettings, fake_quantize_linears, train_classifier, use_hccs
+
+    t_start = time.perf_counter()
+    prep = prepare(s, progress)
+    model, tok, train, test, tables, cals, loaded = (prep.model, prep.tokenizer, prep.train, prep.test, prep.tables,
+                                                     prep.calibrations, prep.loaded)
+    timings, acc_float, float_info = prep.timings, prep.float_accuracy, prep.float_info
+    eval_ = lambda m, desc: prep.accuracy(m, desc, progress)
 
     direct = {}
     for g in s.granularities:
@@ -251,7 +286,8 @@ def run_experiment(s: ExperimentSettings, progress: bool = True) -> dict:
                         "drop_pp": 100 * (acc_float - direct[main_g])},
         "hccs_qat": {"accuracy": ablation[main_g]["accuracy"], "granularity": main_g,
                      "delta_pp": 100 * (ablation[main_g]["accuracy"] - acc_float),
-                     "history": ablation[main_g]["history"]},
+                     "history": ablation[main_g]["history"],
+                     "fake_quantized_linears": ablation[main_g]["fake_quantized_linears"]},
         "ablation": ablation if len(s.granularities) > 1 else {},
         "fidelity": fidelity,
         "data": {"train_sentences": len(train.texts), "test_sentences": len(test.texts),
@@ -266,20 +302,10 @@ def run_experiment(s: ExperimentSettings, progress: bool = True) -> dict:
 
 
 def _calibration_kl(cal, n_layers: int, n_heads: int) -> list:
-    rows = []
-    for h in _heads_json(cal):
-        rows.append({k: h.get(k) for k in ("layer", "head", "kl_before", "kl_after")})
-    return rows
-
-
-def _heads_json(cal) -> list:
-    heads = getattr(cal, "heads", None)
-    if isinstance(heads, list) and heads and isinstance(heads[0], dict):
-        return heads
-    with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / "cal.json"
-        cal.to_json(p)
-        return json.loads(p.read_text())["heads"]
+    """Per head: the calibration's own KL(softmax || HCCS int16) before (default params) and after calibrating."""
+    before, after = cal.kl_grid("before"), cal.kl_grid("after")
+    return [{"layer": l, "head": h, "kl_before": float(before[l, h]), "kl_after": float(after[l, h])}
+            for l in range(n_layers) for h in range(n_heads)]
 
 
 def attention_fidelity(float_model_, qat_model, tok, tables, texts, max_len: int) -> dict:

@@ -40,6 +40,8 @@ class TinyShape:
     vocab_size: int = 30522
     max_position_embeddings: int = 128  # trained at 64 tokens (the paper's SST-2 length); 128 leaves room
     num_labels: int = 2
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class TinyTraining:
     max_len: int = 64
     seed: int = 0
     warmup_frac: float = 0.06
+    sparse_embeddings: bool = True  # lazy Adam on the 30522 x 128 embedding: most of the step time otherwise
 
 
 def minilm_path() -> Path:
@@ -164,7 +167,7 @@ def train_tiny(directory: Path | None = None, training: TinyTraining = TinyTrain
     model = build_tiny(shape, seed=training.seed)
     settings = TrainSettings(epochs=training.epochs, lr=training.lr, batch_size=training.batch_size,
                              max_len=training.max_len, seed=training.seed, warmup_frac=training.warmup_frac,
-                             max_steps=steps, sparse_embeddings=True)
+                             max_steps=steps, sparse_embeddings=training.sparse_embeddings)
     history = train_classifier(model, tokenizer, texts, labels, settings, progress=progress, desc="train tiny fp32")
     info = {"training": asdict(training), "steps_cap": steps, "n_train": len(texts), "shape": asdict(shape),
             "history": history}
