@@ -1,0 +1,23 @@
+"""Notebook widgets: the head explorer and the clip/slope playground (plotly FigureWidget + ipywidgets).
+
+Imported lazily so that `import hccs_lab.widgets.<module>` does not pull in plotly for the others.
+"""
+from __future__ import annotations
+
+__all__ = ["HeadExplorer", "ClipSlopePlayground", "BinnedRows"]
+
+
+def __getattr__(name):
+    if name == "HeadExplorer":
+        from .explorer import HeadExplorer
+
+        return HeadExplorer
+    if name == "ClipSlopePlayground":
+        from .playground import ClipSlopePlayground
+
+        return ClipSlopePlayground
+    if name == "BinnedRows":
+        from .binned import BinnedRows
+
+        return BinnedRows
+    raise AttributeError(f"module 'hccs_lab.widgets' has no attribute {name!r}")

@@ -1,0 +1,221 @@
+"""Widget update methods against direct computations with hccs_lab.surrogate and hccs_lab.metrics."""
+from __future__ import annotations
+
+import html
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from hccs_lab import metrics
+from hccs_lab.capture import attention_for_text, capture_logits
+from hccs_lab.data import load_split
+from hccs_lab.models import load
+from hccs_lab.surrogate import HCCSParams, choose_scale, hccs_int, quantize_logits, softmax
+from hccs_lab.widgets import ClipSlopePlayground, HeadExplorer
+from hccs_lab.widgets.binned import VARIANTS, BinnedRows
+from hccs_lab.widgets.explorer import METRICS, centered_histogram, rank_profile
+from hccs_lab.widgets.playground import PLOT_CLASS, READOUT_CLASS, from_typed_array
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return load("minilm-l6")
+
+
+@pytest.fixture(scope="module")
+def bank(minilm):
+    return capture_logits(minilm, load_split("test").texts[:10], max_len=48, batch_size=5, progress=False)
+
+
+def direct(rows_logits, mask, params, scale, variant):
+    """The playground's definitions written out with the reference functions."""
+    out, recip = variant.split("-")
+    p = softmax(rows_logits.astype(np.float64), mask=mask)
+    x = quantize_logits(rows_logits, scale, mask=mask)
+    ints = hccs_int(x, params, out=out, recip=recip, mask=mask)
+    q = ints / (32767.0 if out == "i16" else 255.0)
+    return p, ints, q
+
+
+def test_binned_metrics_equal_direct_computation_for_every_variant(bank):
+    rows = bank[1, 4]
+    scale = choose_scale(rows.logits, mask=rows.mask)
+    br = BinnedRows(rows.logits, rows.mask, scale)
+    for variant in VARIANTS:
+        for params in (HCCSParams(680, 3, 40), HCCSParams(682, 31, 22), HCCSParams(1, 0, 0), HCCSParams(200, 2, 100)):
+            p, ints, q = direct(rows.logits, rows.mask, params, scale, variant)
+            pm = br.point(params, variant)
+            np.testing.assert_allclose(pm.kl_rows, metrics.kl(p, q, rows.mask), rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(pm.tau_rows, metrics.kendall_tau(p, q, rows.mask), rtol=1e-9, atol=1e-12)
+            np.testing.assert_array_equal(br.key_probs(pm), np.where(rows.mask, q, 0))
+            for r in (0, len(rows) - 1):
+                got_int, _ = br.key_output(pm, r)
+                np.testing.assert_array_equal(got_int, ints[r])
+
+
+def test_kl_map_equals_mean_kl_of_i16_div_everywhere_it_is_valid(bank):
+    rows = bank[0, 2]
+    scale = choose_scale(rows.logits, mask=rows.mask)
+    br = BinnedRows(rows.logits, rows.mask, scale)
+    B = 300
+    m = br.kl_map(B)
+    S, D = np.meshgrid(np.arange(128), np.arange(128), indexing="ij")
+    assert np.array_equal(np.isfinite(m), S * D <= B)
+    for s, d in ((0, 0), (1, 127), (3, 100), (5, 60), (12, 25), (127, 2), (10, 30)):  # (5,60), (10,30): B = S*D
+        p, _, q = direct(rows.logits, rows.mask, HCCSParams(B, s, d), scale, "i16-div")
+        assert m[s, d] == pytest.approx(metrics.kl(p, q, rows.mask).mean(), rel=1e-9)
+    assert np.isnan(br.kl_map(700)).all()  # n*B > 32767 for n = 48
+
+
+@pytest.fixture()
+def playground(bank):
+    return ClipSlopePlayground(bank[2, 5], params=(600, 4, 50), title="L2 H5")
+
+
+def test_playground_update_shows_what_the_direct_computation_gives(playground, bank):
+    rows = bank[2, 5]
+    pg = playground
+    for variant in ("i16-div", "u8-clb"):
+        pg.set_variant(variant)
+        pg.set_row(3)
+        st = pg.set_params(S=7, D=40)
+        params = HCCSParams(600, 7, 40)
+        p, ints, q = direct(rows.logits, rows.mask, params, pg.scale, variant)
+        kl_rows = metrics.kl(p, q, rows.mask)
+        assert st.valid and st.params == (600, 7, 40)
+        assert st.kl_mean == pytest.approx(kl_rows.mean(), rel=1e-9)
+        assert st.kl_p95 == pytest.approx(np.percentile(kl_rows, 95), rel=1e-9)
+        assert st.kendall_tau == pytest.approx(metrics.kendall_tau(p, q, rows.mask).mean(), rel=1e-9)
+        assert st.top1 == pytest.approx(metrics.topk_overlap(p, q, 1, rows.mask).mean())
+        assert st.top5 == pytest.approx(metrics.topk_overlap(p, q, 5, rows.mask).mean())
+        # the probability figure: row 3, keys in softmax-rank order
+        valid = np.nonzero(rows.mask[3])[0]
+        order = valid[np.argsort(-p[3, valid], kind="stable")]
+        sm, hc = pg.prob_fig.data
+        assert (sm.name, hc.name) == ("softmax", "HCCS")
+        np.testing.assert_allclose(sm.y, p[3, order], rtol=1e-12)
+        np.testing.assert_allclose(hc.y, q[3, order], rtol=1e-12)
+        np.testing.assert_array_equal(hc.customdata, ints[3, order])
+        np.testing.assert_array_equal(sm.x, np.arange(1, valid.size + 1))
+        assert f"{kl_rows.mean():.5f}" in pg.readout.value
+        assert " ".join(str(int(v)) for v in ints[3, order][:8]) in pg.int_output.value
+    # the KL map with the current point marked
+    m = pg.kl_map()
+    p, _, q = direct(rows.logits, rows.mask, HCCSParams(600, 7, 40), pg.scale, "i16-div")
+    assert m[7, 40] == pytest.approx(metrics.kl(p, q, rows.mask).mean(), rel=1e-9)
+    shown = from_typed_array(pg.map_fig.data[0].z)
+    np.testing.assert_allclose(shown, np.log10(m.T), equal_nan=True)
+    assert list(pg.map_fig.data[1].x) == [7] and list(pg.map_fig.data[1].y) == [40]
+
+
+def test_sliders_drive_the_update_and_carry_the_agreed_names(playground, bank):
+    pg = playground
+    assert [s.description for s in (pg.d_slider, pg.s_slider, pg.b_slider, pg.scale_slider)] == [
+        "clip D", "slope S", "base B", "scale"]
+    assert READOUT_CLASS == "hccs-kl-readout" and READOUT_CLASS in pg.readout._dom_classes
+    assert PLOT_CLASS == "hccs-playground-plot" and PLOT_CLASS in pg.prob_fig._dom_classes
+    before = pg.state.kl_mean
+    pg.s_slider.value = 9
+    assert pg.state.params == (600, 9, 50) and pg.state.valid and pg.state.kl_mean != before
+    pg.variant_dropdown.value = "u8-div"
+    assert pg.state.variant == "u8-div"
+    rows = bank[2, 5]
+    pg.scale_slider.value = pg.scale_slider.value * 1.5
+    p, _, q = direct(rows.logits, rows.mask, HCCSParams(600, 9, 50), pg.scale, "u8-div")
+    assert pg.state.kl_mean == pytest.approx(metrics.kl(p, q, rows.mask).mean(), rel=1e-9)
+
+
+def test_invalid_parameters_are_shown_as_invalid_never_clamped(playground):
+    pg = playground
+    good = pg.set_params(B=600, S=4, D=50)
+    shown_y = np.array(pg.prob_fig.data[1].y)
+    st = pg.set_params(S=20, D=40)  # 20*40 = 800 > B
+    assert not st.valid
+    assert st.violations == HCCSParams(600, 20, 40).violations(pg.n) and len(st.violations) == 1
+    assert (pg.s_slider.value, pg.d_slider.value) == (20, 40)  # the sliders stay where they were put
+    assert "invalid" in pg.readout.value
+    for v in st.violations:
+        assert html.escape(v) in pg.readout.value
+    np.testing.assert_array_equal(pg.prob_fig.data[1].y, shown_y)  # the plot keeps the last valid state
+    assert st.kl_mean == good.kl_mean and st.shown_params == (600, 4, 50)
+    assert pg.map_fig.data[1].marker.symbol == "x" and list(pg.map_fig.data[1].x) == [20]
+    st = pg.set_params(B=0)
+    assert not st.valid and any("B = 0 < 1" in v for v in st.violations)
+    st = pg.set_params(B=pg.b_slider.max)  # past n*B <= 32767: the slider reaches it on purpose
+    assert not st.valid and any("n*B" in v for v in st.violations)
+    st = pg.set_params(B=600, S=4, D=50)
+    assert st.valid and pg.map_fig.data[1].marker.symbol == "circle-open"
+    with pytest.raises(ValueError, match="variant"):
+        pg.set_variant("i32-div")
+
+
+def test_default_params_are_the_best_point_of_the_map(bank):
+    pg = ClipSlopePlayground(bank[0, 0])
+    B, S, D = pg.params
+    assert B == 32767 // pg.n
+    m = pg.kl_map(B)
+    assert m[S, D] == np.nanmin(m)
+
+
+def test_head_explorer_figures_match_direct_computations(bank, minilm):
+    ex = HeadExplorer(bank, minilm)
+    s = bank.summary()
+    np.testing.assert_array_equal(np.asarray(ex.grid_fig.data[0].z), s.norm_entropy)
+    ex.set_metric("std")
+    np.testing.assert_array_equal(np.asarray(ex.grid_fig.data[0].z), s.std)
+    assert set(METRICS) >= {"norm_entropy", "std"}
+    ex.select(3, 7)
+    assert (list(ex.grid_fig.data[1].x), list(ex.grid_fig.data[1].y)) == ([7], [3])
+    rows = bank[3, 7]
+    cent = []
+    for r in range(len(rows)):
+        v = rows.logits[r, rows.mask[r]].astype(np.float64)
+        cent.extend(v - v.max())
+    counts, edges = np.histogram(np.array(cent), bins=60)
+    np.testing.assert_array_equal(ex.hist_fig.data[0].y, counts)
+    np.testing.assert_allclose(ex.hist_fig.data[0].x, 0.5 * (edges[1:] + edges[:-1]), rtol=1e-6)
+    # rank profile: mean and p10/p90 over the rows that have a key at that rank
+    p = rows.softmax()
+    per_rank = {}
+    for r in range(len(rows)):
+        for k, v in enumerate(sorted(p[r, rows.mask[r]], reverse=True)):
+            per_rank.setdefault(k, []).append(v)
+    mean = np.array([np.mean(per_rank[k]) for k in sorted(per_rank)])
+    np.testing.assert_allclose(ex.rank_fig.data[2].y, mean, rtol=1e-9)
+    np.testing.assert_allclose(ex.rank_fig.data[1].y, [np.percentile(per_rank[k], 10) for k in sorted(per_rank)])
+    assert ex.rank_fig.data[1].fill == "tonexty"
+    # broad / focused split
+    broad, focused = ex.split()
+    assert len(broad) + len(focused) == 72 and len(broad) == int(s.broad.sum())
+    assert f"<b>broad</b> {len(broad)} heads" in ex.split_html.value
+    # a click on the heatmap selects that head
+    ex._on_grid_click(ex.grid_fig.data[0], SimpleNamespace(point_inds=[0], xs=[11], ys=[5]), None)
+    assert (ex.layer, ex.head) == (5, 11)
+    # the sentence view: tokens coloured by that head's attention from the chosen query
+    ex.set_sentence(2)
+    ex.set_query(1)
+    t = ex._sentences[2]
+    ta = attention_for_text(minilm, bank.texts[t], 5, 11, max_len=48)
+    np.testing.assert_allclose(ex.token_weights, ta.probs[1], rtol=1e-6)
+    for tok in ta.tokens:
+        assert html.escape(tok) in ex.sentence_html.value
+    ex.layer_dropdown.value = 1
+    assert (ex.layer, ex.head) == (1, 11)
+
+
+def test_helpers_and_errors(bank):
+    rows = bank[4, 1]
+    c, n = centered_histogram(rows, bins=10)
+    assert n.sum() == rows.mask.sum() and c.shape == (10,)
+    prof = rank_profile(rows)
+    assert prof.ranks[0] == 1 and np.all(prof.p10 <= prof.mean + 1e-12) and np.all(prof.mean <= prof.p90 + 1e-12)
+    with pytest.raises(TypeError, match="LogitBank"):
+        HeadExplorer(rows)
+    with pytest.raises(ValueError, match="metric"):
+        HeadExplorer(bank, metric="bogus")
+    with pytest.raises(ValueError, match="valid key"):
+        BinnedRows(np.zeros((2, 3)), np.zeros((2, 3), bool), 0.1)
