@@ -228,12 +228,18 @@ class Emulator:
             e_int = bf16_round(np.exp(ip.astype(np.float64)).astype(np.float32), mode)
             e_frac = bf16_round(np.exp(fr / 256.0).astype(np.float32), mode)
             return bf16_round(e_int * e_frac, mode)
-        if c == "bittrick_exp":
-            v = (185.0 * a[0].astype(np.float32) + np.float32(16256.0)).astype(np.float32)
-            i = np.where(v >= 0, np.floor(v + 0.5), -np.floor(-v + 0.5))  # to_fixed, symmetric_inf
-            i = np.clip(i, -32768, 32767).astype(np.int64)
-            i = np.where((i < 0) | (i > 16256), 0, i)
-            return _bf16_from_bits(i.astype(np.uint16))
+        if c == "to_fixed":
+            v = a[0].astype(np.float64)
+            if mode == "symmetric_inf":
+                i = np.where(v >= 0, np.floor(v + 0.5), -np.floor(-v + 0.5))
+            elif mode == "conv_even":
+                i = np.round(v)
+            else:
+                i = np.floor(v)
+            return np.clip(i, -32768, 32767).astype(np.int16)
+        if c == "zero_outside":
+            lo, hi = o.imm
+            return np.where((a[0] < lo) | (a[0] > hi), 0, a[0]).astype(np.int16)
         raise NotImplementedError(f"emulator has no rule for op {c}")
 
 

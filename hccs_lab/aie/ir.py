@@ -104,7 +104,8 @@ OPCODES = {
     "fsrs": 1,        # accfloat -> bf16 vector (round per the kernel's mode)
     "lut_exp": 1,     # exp through two 4-way parallel LUT lookups (integer part, fraction)
     "exp2": 1,        # native aie::exp2 (AIE-MLv2)
-    "bittrick_exp": 1,  # Vitis tutorial: I = floor(185*y + 16256) reinterpreted as bf16
+    "to_fixed": 1,    # bf16 -> int16 (aie::to_fixed, rounded per the kernel's mode, saturating)
+    "zero_outside": 1,  # lanes outside [imm0, imm1] -> 0 (two compares and two selects)
     "finv": 1,        # scalar reciprocal (emulated float on AIE-ML)
     "freduce_max": 1, "freduce_add": 1,
 }

@@ -29,6 +29,8 @@ MAX_N = 1024  # input, score and output rows must each fit one 64 KB tile with r
 # float constants are written as bf16 bit patterns (int16), the only immediates the IR carries
 BF16_NEG_INF = -128      # 0xFF80
 BF16_LOG2E = 0x3FB9      # 1.4453125 = bf16(log2 e)
+BF16_185 = 0x4339        # 185.0, the tutorial's exp_S
+BF16_16256 = 0x467E      # 16256.0, the tutorial's exp_B
 
 
 def check_seq_len(n: int, lanes: int = 32) -> int:
@@ -86,7 +88,9 @@ def hccs_kernel(params: HCCSParams, variant: str, arch: str, n: int, schedule: s
     out_kind, recip = variant.split("-")
 
     if schedule == "paper":
-        lanes, unroll, rows = 32, False, 1
+        # the authors' passes are plain loops with a compile-time trip count (COLS/VEC constexpr):
+        # modelled as flattened by the compiler, so the row loop is the pipelined one
+        lanes, unroll, rows = 32, True, 1
     else:
         lanes, unroll, rows = min(64, n), True, (4 if schedule == "wide64" else 1)
     T = n // lanes
@@ -201,28 +205,41 @@ def reference_kernel(variant: str, n: int, arch: str | None = None) -> Kernel:
         l2.op("yv", "fsrs", vb, "y")
         l2.op(None, "store", None, "yv", buf="wbuf_b")
         b.ops.append(Loop(T, tuple(l2.ops), (), False, "sub_max"))
+        b.op("exp_s", "const", vb, imm=(BF16_185,))
+        b.op("exp_b", "const", vb, imm=(BF16_16256,))
+        b.op("exp_bacc", "ups", af, "exp_b")
         l3 = _B()
         l3.op("b3", "load", vb, buf="wbuf_b")
-        l3.op("ex", "bittrick_exp", vb, "b3")
-        l3.op(None, "store", None, "ex", buf="wbuf_a")
+        l3.op("lin", "fmac", af, "exp_bacc", "b3", "exp_s")   # 185*y + 16256 in accfloat
+        l3.op("linv", "fsrs", vb, "lin")
+        l3.op(None, "store", None, "linv", buf="wbuf_a")
         b.ops.append(Loop(T, tuple(l3.ops), (), False, "exp_mac"))
+        l4 = _B()
+        l4.op("a4", "load", vb, buf="wbuf_a")
+        l4.op("fix", "to_fixed", VType("int16", lanes), "a4")      # round per the kernel's mode
+        l4.op("bnd", "zero_outside", VType("int16", lanes), "fix", imm=(0, 16256))  # lt/select/gt/select
+        l4.op(None, "store", None, "bnd", buf="wbuf_i")
+        b.ops.append(Loop(T, tuple(l4.ops), (), False, "exp_bounds"))
         b.op("fzero", "const", vb, imm=(0,))
         b.op("accz", "ups", af, "fzero")
         l5 = _B()
-        l5.op("e5", "load", vb, buf="wbuf_a")
+        l5.op("e5i", "load", VType("int16", lanes), buf="wbuf_i")
+        l5.op("e5", "to_bf16", vb, "e5i")                          # the int16 bits read as bf16
         l5.op("e5acc", "ups", af, "e5")
         b.ops.append(Loop(T, tuple(l5.ops), (Carry("fsum", "fadd", "accz", "e5acc"),), False, "sum"))
         b.op("tot", "freduce_add", fs, "fsum")
         b.op("inv", "finv", fs, "tot")
         b.op("invb", "bcast", vb, "inv")
         l6 = _B()
-        l6.op("e6", "load", vb, buf="wbuf_a")
+        l6.op("e6i", "load", VType("int16", lanes), buf="wbuf_i")
+        l6.op("e6", "to_bf16", vb, "e6i")
         l6.op("p6", "fmul", af, "e6", "invb")
         l6.op("o6", "fsrs", vb, "p6")
         l6.op(None, "store", None, "o6", buf="stream_out")
         b.ops.append(Loop(T, tuple(l6.ops), (), False, "scale_write"))
         bufs = (Buffer("stream_in", "int16", "in"), Buffer("wbuf_a", "bf16", "scratch"),
-                Buffer("wbuf_b", "bf16", "scratch"), Buffer("stream_out", "bf16", "out"))
+                Buffer("wbuf_b", "bf16", "scratch"), Buffer("wbuf_i", "int16", "scratch"),
+                Buffer("stream_out", "bf16", "out"))
         rounding = "symmetric_inf"
     else:
         b.op("ninf", "const", vb, imm=(BF16_NEG_INF,))
