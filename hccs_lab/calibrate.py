@@ -75,7 +75,8 @@ LOG_KL_FLOOR = -16.0 * math.log(2.0)  # log of metrics.KL_FLOOR
 LOG_T = math.log(INT16_MAX)
 N_DIST = 256  # raw distances 0..255 after centering the row max on 127
 N_CLIP = 128  # D in 0..127
-U_GRID = 16  # chord pieces per D for the lower bound of F_D
+U_COARSE = 4  # chord pieces per D for the first bound of F_D (every D)
+U_FINE = 32  # chord pieces for the clips that survive the first bound
 _MARGIN = 1e-9  # KL slack for float rounding in the bounds: prune only what is clearly worse
 
 
@@ -160,10 +161,14 @@ def row_stats(logits, mask, scale: float) -> RowStats:
     idx = (np.arange(R)[:, None] * N_DIST + e)[mask]
     counts = np.bincount(idx, minlength=R * N_DIST).reshape(R, N_DIST)
     mass = np.bincount(idx, weights=p[mask], minlength=R * N_DIST).reshape(R, N_DIST)
-    clip = np.minimum(np.arange(N_DIST)[:, None], np.arange(N_CLIP)[None, :]).astype(np.float64)  # [256, 128]
-    T = np.rint(counts.astype(np.float64) @ clip).T.astype(np.int64)  # [128, R]; exact in float64
+    N = counts.sum(1)
+    # T(D) = sum_{e<D} c[e] e + D * (keys at e >= D), from prefix sums over the first 128 distances
+    c_lt = np.zeros((R, N_CLIP), np.int64)
+    e_lt = np.zeros((R, N_CLIP), np.int64)
+    np.cumsum(counts[:, :N_CLIP - 1], axis=1, out=c_lt[:, 1:])
+    np.cumsum(counts[:, :N_CLIP - 1] * np.arange(N_CLIP - 1), axis=1, out=e_lt[:, 1:])
+    T = (e_lt + np.arange(N_CLIP) * (N[:, None] - c_lt)).T.copy()  # [128, R]
     tail = np.cumsum(mass[:, ::-1], axis=1)[:, ::-1][:, :N_CLIP].T.copy()  # [128, R]
-    N = counts.sum(1).astype(np.int64)
     return RowStats(
         n_rows=R,
         neg_entropy=float(plogp.sum()),
@@ -217,12 +222,32 @@ def _cross_aggregate(stats: RowStats, B, S, D) -> np.ndarray:
     return np.where(weight > 0, weight * logs, 0.0).sum(1)
 
 
-def exact_kl(stats: RowStats, cands, groups=None, chunk_elems: int = 1 << 22) -> np.ndarray:
-    """The mean KL of every candidate (rows of an int [K, 3] array of (B, S, D)), exactly."""
+def exact_kl(stats: RowStats, cands, groups=None, chunk_elems: int = 1 << 21) -> np.ndarray:
+    """The mean KL of every candidate (rows of an int [K, 3] array of (B, S, D)), exactly.
+
+    `groups` (from `stats.groups(dedupe=True)`) evaluates on merged rows; by default every row is
+    used as it is.
+    """
     cands = np.asarray(cands, np.int64).reshape(-1, 3)
-    groups = stats.groups() if groups is None else groups
     out = np.empty(len(cands))
+    if len(cands) == 0:
+        return out
     G = _log_rho_table()
+    if groups is None:  # one row set for every D: all candidates in one vectorised pass
+        N = stats.N.astype(np.int32)
+        step = max(1, chunk_elems // max(1, stats.n_rows))
+        for i in range(0, len(cands), step):
+            blk = cands[i:i + step]
+            Bc, Sc, Dc = blk[:, 0], blk[:, 1], blk[:, 2]
+            Z = Bc.astype(np.int32)[:, None] * N[None, :] - Sc.astype(np.int32)[:, None] * stats.T[Dc].astype(np.int32)
+            rho_part = G[Z]
+            rp = rho_part @ stats.w - LOG_T * stats.w.sum()
+            zero = np.flatnonzero(Bc == Sc * Dc)  # the clip bucket scores 0: its mass gets no rho
+            if len(zero):
+                rp[zero] -= np.einsum("kr,kr->k", rho_part[zero] - LOG_T, stats.tail[Dc[zero]])
+            cross = _cross_aggregate(stats, Bc, Sc, Dc) + rp
+            out[i:i + step] = (stats.neg_entropy - cross) / stats.n_rows
+        return out
     order = np.argsort(cands[:, 2], kind="stable")  # group by D: one (N, T) set per D
     c_sorted = cands[order]
     starts = np.flatnonzero(np.r_[True, c_sorted[1:, 2] != c_sorted[:-1, 2]])
@@ -236,7 +261,7 @@ def exact_kl(stats: RowStats, cands, groups=None, chunk_elems: int = 1 << 22) ->
             Bc, Sc = blk[:, 0:1], blk[:, 1:2]
             Z = Bc * N[None, :] - Sc * T[None, :]
             rho_part = G[Z] - LOG_T
-            zero = (Bc[:, 0] == Sc[:, 0] * D)  # the clip bucket scores 0: its mass gets no rho
+            zero = (Bc[:, 0] == Sc[:, 0] * D)
             Wfull = rho_part @ w
             Wzero = rho_part @ tl
             rp = np.where(zero, Wfull - Wzero, Wfull)
@@ -264,16 +289,28 @@ class SearchResult:
 
 @dataclass
 class _Region:
-    """The candidate set for one B range, laid out per slope S (built once per range, then cached)."""
+    """The candidate set for one B range and everything about it that no head changes (cached).
+
+    Candidates are ordered by S, then B, then D. The aggregate part of the bound needs, per
+    candidate, the prefix sum over d < D of mass[d] * log(B - S*d): the logs of every (S, B, d) that
+    some candidate reaches sit in one flat array, one segment per (S, B), so a single cumsum per
+    head serves all candidates.
+    """
 
     top: int
-    cands: np.ndarray  # int64 [K, 3] (B, S, D), ordered by S, then B, then D
-    per_slope: list  # per S: (first row in cands, B-1 index, D index, L [top, Dmax+1] = log(B - S*d) or 0)
+    cands: np.ndarray  # int64 [K, 3]
+    L_flat: np.ndarray  # log(B - S*d) (0 where <= 0) per (S, B, d <= Dmax(S))
+    d_flat: np.ndarray  # d of each flat entry
+    seg_start: np.ndarray  # per candidate: its (S, B) segment start in the flat arrays
+    L_clip: np.ndarray  # per candidate: log(B - S*D), 0 where B == S*D
+    log_B: np.ndarray  # per candidate
+    pos: np.ndarray  # per candidate: u * D in [0, 1], where its chord is read
+    zero: np.ndarray  # indices of candidates with B == S*D (S > 0)
 
 
 @lru_cache(maxsize=4)
 def _region(top: int) -> _Region:
-    parts, per_slope, at = [], [], 0
+    cand, Lf, df, seg, at = [], [], [], [], 0
     Bs = np.arange(1, top + 1)
     for S in range(128):
         Dmax = 127 if S == 0 else min(127, top // S)
@@ -285,42 +322,63 @@ def _region(top: int) -> _Region:
         s = Bs[:, None] - S * Dv[None, :]
         with np.errstate(divide="ignore", invalid="ignore"):
             L = np.where(s > 0, np.log(np.where(s > 0, s, 1)), 0.0)
-        per_slope.append((S, at, bi, Di, L))
-        parts.append(np.stack([Bs[bi], np.full(len(bi), S), Di], 1))
-        at += len(bi)
-    return _Region(top, np.concatenate(parts).astype(np.int64), per_slope)
+        Lf.append(L.ravel())
+        df.append(np.tile(Dv, top))
+        seg.append(at + bi * (Dmax + 1))
+        cand.append(np.stack([Bs[bi], np.full(len(bi), S), Di], 1))
+        at += L.size
+    cands = np.concatenate(cand).astype(np.int64)
+    B, S, D = cands[:, 0], cands[:, 1], cands[:, 2]
+    s_clip = B - S * D
+    return _Region(
+        top=top,
+        cands=cands,
+        L_flat=np.concatenate(Lf),
+        d_flat=np.concatenate(df),
+        seg_start=np.concatenate(seg),
+        L_clip=np.where(s_clip > 0, np.log(np.maximum(s_clip, 1)), 0.0),
+        log_B=np.log(B),
+        pos=np.where(D > 0, S * D / B, 0.0),
+        zero=np.flatnonzero((S > 0) & (s_clip == 0)),
+    )
 
 
-def _chord_table(groups) -> tuple[np.ndarray, np.ndarray]:
-    """Lower-bound knots of F_D(u) = sum w log(N - u T(D)) at u = k / (U_GRID * D), k = 0..U_GRID,
-    and, for the B = S*D candidates (u = 1/D), Fz[D] = sum (w - tail) log(N - T(D)/D)."""
-    F = np.zeros((N_CLIP, U_GRID + 1))
-    Fz = np.zeros(N_CLIP)
-    k = np.arange(U_GRID + 1) / U_GRID
-    N0, _, w0, tl0 = groups[0]
-    F[0] = float(w0 @ np.log(N0))  # T(0) = 0: flat in u
-    Fz[0] = float((w0 - tl0) @ np.log(N0))
-    same_rows = all(g[0] is N0 for g in groups)
-    # The logs run in float32 (numpy vectorises them; float64 logs cost ~10x more). Arguments are
-    # formed in float64 and are >= 1, so each float32 log is off by < 4 ulp of |log| <= 10.4, i.e.
-    # < 4e-6; loosening each knot by 1e-5 per unit of weight keeps it a lower bound.
-    if same_rows:  # one row set for every D: do all D in one vectorised pass
-        T = np.stack([g[1] for g in groups[1:]]).astype(np.float64)  # [127, R]
-        u = k[None, :] / np.arange(1, N_CLIP)[:, None]  # [127, U+1]
-        lg = np.log((N0[None, None, :] - u[:, :, None] * T[:, None, :]).astype(np.float32))
-        F[1:] = np.einsum("dkr,r->dk", lg, w0, dtype=np.float64)
-        tl = np.stack([g[3] for g in groups[1:]])
-        Fz[1:] = np.einsum("dr,dr->d", lg[:, -1, :].astype(np.float64), w0[None, :] - tl)
-        slack = 1e-5 * float(np.abs(w0).sum())
-        return F - slack - 1e-9 * np.abs(F), Fz - slack - 1e-9 * np.abs(Fz)
+def _knots(groups, D: np.ndarray, u: np.ndarray, weights: str = "w") -> np.ndarray:
+    """Lower bounds of F_D(u) = sum_r w_r log(N_r - u T_r(D)) at the points (D[i], u[i]).
+
+    With weights="wz" the weights are w - tail(D) (a B = S*D candidate's rho weights). The logs
+    run in float32 (numpy vectorises them; float64 logs cost ~10x more). Arguments are formed in
+    float64 and are >= 1 for every u <= 1/D (the row max alone keeps N - T/D >= 1), so each float32
+    log is off by < 4 ulp of |log| <= 10.4, i.e. < 4e-6; loosening by 1e-5 per unit of weight
+    keeps every value a lower bound.
+    """
+    D = np.asarray(D, np.int64)
+    u = np.asarray(u, np.float64)
+    out = np.zeros(len(D))
+    if len(D) == 0:
+        return out
+    same_rows = all(g[0] is groups[0][0] for g in groups)
     slack = 0.0
-    for D in range(1, N_CLIP):
-        N, T, w, tl = groups[D]
-        lg = np.log((N[None, :] - (k / D)[:, None] * T[None, :]).astype(np.float32))
-        F[D] = np.einsum("kr,r->k", lg, w, dtype=np.float64)
-        Fz[D] = lg[-1].astype(np.float64) @ (w - tl)
-        slack = max(slack, 1e-5 * float(np.abs(w).sum()))
-    return F - slack - 1e-9 * np.abs(F), Fz - slack - 1e-9 * np.abs(Fz)
+    if same_rows:
+        N0, _, w0, _ = groups[0]
+        T = groups[0][1].base if groups[0][1].base is not None and groups[0][1].base.shape == (N_CLIP, len(N0)) else np.stack([g[1] for g in groups])
+        step = max(1, (1 << 21) // max(1, len(N0)))
+        for i in range(0, len(D), step):
+            Dc, uc = D[i:i + step], u[i:i + step]
+            lg = np.log((N0[None, :] - uc[:, None] * T[Dc]).astype(np.float32))
+            if weights == "w":
+                out[i:i + step] = np.einsum("kr,r->k", lg, w0, dtype=np.float64)
+            else:
+                tl = np.stack([groups[d][3] for d in Dc])
+                out[i:i + step] = np.einsum("kr,kr->k", lg.astype(np.float64), w0[None, :] - tl)
+        slack = 1e-5 * float(np.abs(w0).sum())
+    else:
+        for i in range(len(D)):
+            N, T, w, tl = groups[D[i]]
+            lg = np.log((N - u[i] * T).astype(np.float32)).astype(np.float64)
+            out[i] = lg @ (w if weights == "w" else w - tl)
+            slack = max(slack, 1e-5 * float(np.abs(w).sum()))
+    return out - slack - 1e-9 * np.abs(out)
 
 
 def grid_search(stats: RowStats, seq_len: int, B_max: int | None = None, dedupe: bool | None = None) -> SearchResult:
@@ -333,7 +391,6 @@ def grid_search(stats: RowStats, seq_len: int, B_max: int | None = None, dedupe:
         raise ValueError(f"B_max={B_max} leaves no valid base")
     dedupe = stats.n_rows > 4096 if dedupe is None else dedupe
     groups = stats.groups(dedupe)
-    F, Fz = _chord_table(groups)
     Wtot = float(stats.w.sum())
     Wz = Wtot - stats.tail.sum(1)  # [128]: mass that gets a rho when B = S*D
     mass = stats.mass_hist[:N_CLIP]
@@ -341,51 +398,72 @@ def grid_search(stats: RowStats, seq_len: int, B_max: int | None = None, dedupe:
     region = _region(top)
     cands = region.cands
     K = len(cands)
-    logB = np.log(np.arange(1, top + 1))
+    D = cands[:, 2]
+    z = region.zero
 
-    # pass 1: a lower bound of every candidate's KL (an upper bound of its cross sum)
-    ub = np.empty(K)
-    for S, at, bi, Di, L in region.per_slope:
-        cum = np.zeros((L.shape[0], L.shape[1] + 1))
-        np.cumsum(L * mass[None, :L.shape[1]], axis=1, out=cum[:, 1:])
-        Bc = bi + 1
-        agg = cum[bi, Di] + tailh[Di] * L[bi, Di]
-        # floor-free bound: sum_r w (log(32767 // Z) - log 32767) <= -Wtot log B - F_D(S/B)
-        pos = np.where(Di > 0, S * Di * U_GRID / Bc, 0.0)  # u * U_GRID * D in [0, U_GRID]
-        k = np.minimum(pos.astype(np.int64), U_GRID - 1)
-        fr = pos - k
-        chord = F[Di, k] * (1 - fr) + F[Di, k + 1] * fr
-        bound = agg - Wtot * logB[bi] - chord
-        if S > 0:
-            # B == S*D: the clip bucket scores 0 (charged log 2**-16 in agg) and takes no rho
-            zero = Bc == S * Di
-            if zero.any():
-                Dz = Di[zero]
-                bound[zero] = agg[zero] - Wz[Dz] * logB[bi[zero]] - Fz[Dz]
-        ub[at:at + len(bi)] = bound
+    # pass 1: a lower bound of every candidate's KL (an upper bound of its cross sum):
+    # sum_r w (log(32767 // Z) - log 32767) <= -Wtot log B - F_D(S/B) <= -Wtot log B - chord
+    prod = region.L_flat * mass[region.d_flat]
+    cs = np.concatenate([[0.0], np.cumsum(prod)])
+    agg = cs[region.seg_start + D] - cs[region.seg_start] + tailh[D] * region.L_clip
+    agg[z] += tailh[D[z]] * LOG_KL_FLOOR  # B == S*D: the clip bucket scores 0, charged log 2**-16
+
+    def chord(rows, U):
+        """Chord of F_D between the U-grid knots around each candidate's u (only knots in use)."""
+        p = region.pos[rows] * U
+        k = np.minimum(p.astype(np.int64), U - 1)
+        at = D[rows] * (U + 1) + k
+        used = np.zeros(N_CLIP * (U + 1), bool)
+        used[at] = True
+        used[at + 1] = True
+        kidx = np.flatnonzero(used)
+        kd, kk = kidx // (U + 1), kidx % (U + 1)
+        table = np.zeros(N_CLIP * (U + 1))
+        table[kidx] = _knots(groups, kd, kk / (U * np.maximum(kd, 1)))
+        left, right = table[at], table[at + 1]
+        fr = p - k
+        return left * (1 - fr) + right * fr
+
+    ub = agg - Wtot * region.log_B - chord(np.arange(K), U_COARSE)
+    # B == S*D: the clip bucket's mass takes no rho, and u = 1/D exactly
+    Dz_all = np.arange(1, N_CLIP)
+    Fz = np.zeros(N_CLIP)
+    Fz[1:] = _knots(groups, Dz_all, 1.0 / Dz_all, weights="wz")
+    ub[z] = agg[z] - Wz[D[z]] * region.log_B[z] - Fz[D[z]]
     lb = (stats.neg_entropy - ub) / stats.n_rows
 
-    # pass 2: exact evaluation in order of promise until no bound can beat the incumbent
-    seed = np.argpartition(lb, 255)[:256] if K > 256 else np.arange(K)
-    kl = exact_kl(stats, cands[seed], groups)
-    evaluated = len(seed)
-    j = int(np.argmin(kl))
-    best_kl, best_i = float(kl[j]), int(seed[j])
-    done = np.zeros(K, bool)
-    done[seed] = True
-    alive = np.flatnonzero(~done & (lb <= best_kl + _MARGIN))
-    alive = alive[np.argsort(lb[alive], kind="stable")]
-    chunk = 2048
-    for pos in range(0, len(alive), chunk):
-        blk = alive[pos:pos + chunk]
-        blk = blk[lb[blk] <= best_kl + _MARGIN]
-        if len(blk) == 0:
-            break
-        kl = exact_kl(stats, cands[blk], groups)
+    # a first incumbent from the most promising candidates, then finer chords where still needed
+    seed = np.argpartition(lb, 127)[:128] if K > 128 else np.arange(K)
+    seed_kl = exact_kl(stats, cands[seed], groups if dedupe else None)
+    j = int(np.argmin(seed_kl))
+    best_kl, best_i, evaluated = float(seed_kl[j]), int(seed[j]), len(seed)
+    open_rows = np.flatnonzero(lb <= best_kl + _MARGIN)
+    open_rows = open_rows[cands[open_rows, 1] * D[open_rows] != cands[open_rows, 0]]  # zero ones are exact in u
+    if len(open_rows):
+        ub2 = agg[open_rows] - Wtot * region.log_B[open_rows] - chord(open_rows, U_FINE)
+        lb[open_rows] = np.maximum(lb[open_rows], (stats.neg_entropy - ub2) / stats.n_rows)
+    lb[seed] = np.inf  # done
+
+    # pass 2: exact evaluation, most promising first, until no bound can beat the incumbent
+    ex_groups = groups if dedupe else None
+    todo = np.flatnonzero(lb <= best_kl + _MARGIN)
+    batch = 256
+    while len(todo):
+        if len(todo) > batch:
+            pick = np.argpartition(lb[todo], batch - 1)[:batch]
+        else:
+            pick = np.arange(len(todo))
+        blk = todo[pick]
+        kl = exact_kl(stats, cands[blk], ex_groups)
         evaluated += len(blk)
         j = int(np.argmin(kl))
-        if kl[j] < best_kl:
+        if kl[j] < best_kl or (kl[j] == best_kl and blk[j] < best_i):
             best_kl, best_i = float(kl[j]), int(blk[j])
+        rest = np.ones(len(todo), bool)
+        rest[pick] = False
+        todo = todo[rest]
+        todo = todo[lb[todo] <= best_kl + _MARGIN]
+        batch = min(4096, batch * 2)
     B, S, D = (int(v) for v in cands[best_i])
     return SearchResult(HCCSParams(B, S, D), best_kl, K, evaluated, time.perf_counter() - t0)
 
