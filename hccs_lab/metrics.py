@@ -9,6 +9,10 @@ Conventions shared by every function:
   as infinity. q is not renormalised after flooring. Terms with p == 0 contribute 0.
 * All-masked rows: KL and JS are 0, tau and spearman are NaN-free 0.0, top-k overlap is 1.0;
   they carry no information and `rank_preservation` leaves them out of its means.
+* A row that is constant on either side (or has fewer than two valid keys) has tau and spearman
+  0.0, where scipy.stats says NaN.
+* Inputs may be numpy arrays or torch tensors (detached, as float64); NaN or inf anywhere is a
+  ValueError naming how many rows hold them.
 """
 from __future__ import annotations
 
@@ -27,7 +31,13 @@ def _pair(p, q, mask=None):
     if p.ndim < 1 or p.shape[-1] == 0:
         raise ValueError(f"rows need at least one key, got shape {p.shape}")
     if mask is not None:
-        mask = np.broadcast_to(np.asarray(mask, dtype=bool), p.shape)
+        mask = np.asarray(mask.detach().cpu().numpy() if hasattr(mask, "detach") else mask)
+        if mask.dtype != np.bool_:
+            raise TypeError(f"mask must be boolean (True = key takes part), got dtype {mask.dtype}")
+        try:
+            mask = np.broadcast_to(mask, p.shape)
+        except ValueError:
+            raise ValueError(f"mask of shape {mask.shape} does not broadcast to the rows' shape {p.shape}") from None
     return p, q, mask
 
 
@@ -72,49 +82,116 @@ def js(p, q, mask=None) -> np.ndarray:
 def kendall_tau(a, b, mask=None) -> np.ndarray:
     """Kendall's tau-b per row (ties in either row handled), vectorised over all leading axes.
 
-    Counts over ordered key pairs with boolean [.., n, n] comparisons, so memory is n*n bytes per
-    row: fine for attention rows (n <= 512). A row where either side is constant has tau 0.
+    tau-b = (C - D) / sqrt((n0 - n1) * (n0 - n2)) over the valid keys, with n0 pairs, n1 / n2 pairs
+    tied in a / b, C concordant and D discordant pairs. Knight's method, vectorised over rows: sort
+    the keys by (a, b); then D is the number of strict inversions of b in that order and
+    C = n0 - n1 - n2 + n3 - D (n3 pairs tied in both). The inversions are counted level by level
+    as in a merge sort, with one integer row sort per level: O(n log^2 n) per row, no n*n memory.
+    A row where either side is constant (or with fewer than two valid keys) has tau 0.
     """
     a, b, mask = _pair(a, b, mask)
     n = a.shape[-1]
     lead = a.shape[:-1]
     a = a.reshape(-1, n)
     b = b.reshape(-1, n)
-    m = None if mask is None else mask.reshape(-1, n)
-    out = np.empty(a.shape[0])
-    step = max(1, (1 << 24) // (n * n))  # bound the temporaries to ~16 MB per array
-    for i in range(0, a.shape[0], step):
-        out[i:i + step] = _tau_b(a[i:i + step], b[i:i + step], None if m is None else m[i:i + step])
-    return out.reshape(lead)
+    if mask is not None:
+        # masked keys sink below every valid key in both rows (tied with each other): they add
+        # no inversion, and the pairs they make are taken out of the counts below
+        m = mask.reshape(-1, n)
+        a = np.where(m, a, -np.inf)
+        b = np.where(m, b, -np.inf)
+        nm = n - m.sum(-1)
+    else:
+        nm = np.zeros(a.shape[0], np.int64)
+    if a.shape[0] == 0:
+        return np.zeros(lead)
+
+    # sort by a; dense ranks of a in that order, tied pairs in a
+    order_a = np.argsort(a, axis=-1)
+    rank_a, ties_a = _runs(np.take_along_axis(a, order_a, -1))
+    # dense ranks of b (in key order), tied pairs in b
+    rank_b, ties_b = _dense_ranks(b)
+    # sort by (a, b): equal keys are exactly the pairs tied in both
+    key = rank_a * (n + 1) + np.take_along_axis(rank_b, order_a, -1)
+    key.sort(axis=-1)
+    _, ties_ab = _runs(key)
+    disc = _strict_inversions(key % (n + 1))
+
+    masked_pairs = nm * (nm - 1) // 2
+    nv = n - nm
+    n0 = nv * (nv - 1) // 2
+    n1 = ties_a - masked_pairs
+    n2 = ties_b - masked_pairs
+    n3 = ties_ab - masked_pairs
+    conc = n0 - n1 - n2 + n3 - disc
+    den = np.sqrt((n0 - n1).astype(np.float64) * (n0 - n2))
+    tau = np.where(den > 0, (conc - disc) / np.where(den > 0, den, 1.0), 0.0)
+    return tau.reshape(lead)
 
 
-def _tau_b(a, b, m):
-    ga = a[:, :, None] > a[:, None, :]  # ga[r, i, j]: key i above key j in a
-    gb = b[:, :, None] > b[:, None, :]
-    if m is not None:
-        pair = m[:, :, None] & m[:, None, :]
-        ga &= pair
-        gb &= pair
-    # An untied pair sits in exactly one of ga, ga^T: counting over ordered pairs counts it once.
-    conc = np.count_nonzero(ga & gb, axis=(1, 2)).astype(np.float64)
-    disc = np.count_nonzero(ga & gb.transpose(0, 2, 1), axis=(1, 2)).astype(np.float64)
-    untied_a = np.count_nonzero(ga, axis=(1, 2)).astype(np.float64)  # n0 - n1 in tau-b's notation
-    untied_b = np.count_nonzero(gb, axis=(1, 2)).astype(np.float64)
-    den = np.sqrt(untied_a * untied_b)
-    return np.where(den > 0, (conc - disc) / np.where(den > 0, den, 1.0), 0.0)
+def _runs(sorted_rows: np.ndarray):
+    """For rows sorted ascending: (dense rank 0.. of each position as int32, tied pairs per row)."""
+    r, n = sorted_rows.shape
+    new = np.empty((r, n), bool)
+    new[:, :1] = False
+    np.not_equal(sorted_rows[:, 1:], sorted_rows[:, :-1], out=new[:, 1:])
+    dense = np.cumsum(new, axis=-1, dtype=np.int32)
+    new[:, 0] = True
+    idx = np.arange(n, dtype=np.int32)
+    start = np.maximum.accumulate(np.where(new, idx, 0), axis=-1)
+    # the key at sorted position j is tied with the j - start earlier keys of its run
+    return dense, (idx - start).sum(-1, dtype=np.int64)
+
+
+def _dense_ranks(v: np.ndarray):
+    """Dense ranks 0..levels-1 per row (equal values share a rank) and tied pairs per row."""
+    order = np.argsort(v, axis=-1)
+    dense, ties = _runs(np.take_along_axis(v, order, -1))
+    ranks = np.empty(v.shape, np.int32)
+    np.put_along_axis(ranks, order, dense, -1)
+    return ranks, ties
+
+
+def _strict_inversions(r: np.ndarray) -> np.ndarray:
+    """#{i < j : r_i > r_j} per row of small non-negative integers.
+
+    Every pair i < j is split at exactly one level of a merge sort: the level whose blocks of 2w
+    keys hold i in the left half and j in the right. Within a block, sorting the keys with the
+    half as a tie-breaking low bit (left first) puts a right key r at merged position
+    #{left <= r} + #{right keys before it}, so the block's inversions are
+    w*w - (sum of the right keys' merged positions - w*(w-1)/2). One sort per level, all rows and
+    blocks at once (the block index is the key's high part).
+    """
+    rows, n = r.shape
+    size = 1 << max(0, (n - 1).bit_length())
+    top = int(r.max()) + 1 if r.size else 1
+    if size > n:  # pad with keys above every value at the end: they invert with nothing
+        r = np.concatenate([r, np.full((rows, size - n), top, r.dtype)], axis=1)
+    dtype = np.int32 if size * (top + 2) < 2**31 else np.int64
+    twice = r.astype(dtype) * 2
+    pos = np.arange(size, dtype=dtype)
+    total = np.zeros(rows, np.int64)
+    w = 1
+    while w < size:
+        block_and_half = (pos // (2 * w)) * (2 * top + 2) + (pos // w) % 2
+        merged = np.sort(twice + block_and_half, axis=-1)
+        merged &= 1  # 1 where a right-half key sits
+        merged *= pos % (2 * w)  # its position inside the merged block
+        blocks = size // (2 * w)
+        total += blocks * (w * w + w * (w - 1) // 2) - merged.sum(-1, dtype=np.int64)
+        w *= 2
+    return total
 
 
 def spearman(a, b, mask=None) -> np.ndarray:
     """Spearman's rho per row (average ranks for ties); 0 for a constant row."""
-    from scipy.stats import rankdata
-
     a, b, mask = _pair(a, b, mask)
     if mask is not None:
         # masked keys sink to the bottom of both rankings and are then dropped from the moments
         a = np.where(mask, a, -np.inf)
         b = np.where(mask, b, -np.inf)
-    ra = rankdata(a, axis=-1)
-    rb = rankdata(b, axis=-1)
+    ra = _average_ranks(a)
+    rb = _average_ranks(b)
     w = np.ones_like(ra) if mask is None else mask.astype(np.float64)
     cnt = np.maximum(w.sum(-1, keepdims=True), 1.0)
     ra = (ra - (ra * w).sum(-1, keepdims=True) / cnt) * w
@@ -123,15 +200,35 @@ def spearman(a, b, mask=None) -> np.ndarray:
     return np.where(den > 0, (ra * rb).sum(-1) / np.where(den > 0, den, 1.0), 0.0)
 
 
+def _average_ranks(v: np.ndarray) -> np.ndarray:
+    """Ranks 1..n over the last axis, ties sharing the mean of the positions they span."""
+    shape = v.shape
+    v = v.reshape(-1, shape[-1])
+    n = v.shape[1]
+    order = np.argsort(v, axis=-1)
+    sv = np.take_along_axis(v, order, -1)
+    idx = np.arange(n)
+    new = np.ones(sv.shape, bool)
+    new[:, 1:] = sv[:, 1:] != sv[:, :-1]
+    last = np.ones(sv.shape, bool)
+    last[:, :-1] = new[:, 1:]
+    start = np.maximum.accumulate(np.where(new, idx, 0), axis=-1)
+    end = np.minimum.accumulate(np.where(last, idx, n - 1)[:, ::-1], axis=-1)[:, ::-1]
+    ranks = np.empty(v.shape, np.float64)
+    np.put_along_axis(ranks, order, (start + end) / 2.0 + 1.0, -1)
+    return ranks.reshape(shape)
+
+
 def topk_overlap(a, b, k: int, mask=None) -> np.ndarray:
     """Fraction of a's top-k keys that b also ranks in its top k, per row.
 
-    a is the reference; its top k is taken with ties broken by key index. b's top k includes every
-    key tied with b's k-th largest value, because a clipped surrogate ties keys by design and
-    picking among equals by index would be an arbitrary verdict. k is capped at the valid keys.
+    a is the reference; its top k is taken with ties broken by key index (lowest first). b's top k
+    includes every key tied with b's k-th largest value, because a clipped surrogate ties keys by
+    design and picking among equals by index would be an arbitrary verdict. k is capped at the
+    number of valid keys; a row without valid keys scores 1.0.
     """
     a, b, mask = _pair(a, b, mask)
-    if not isinstance(k, (int, np.integer)) or k < 1:
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     n = a.shape[-1]
     if mask is not None:
@@ -140,15 +237,14 @@ def topk_overlap(a, b, k: int, mask=None) -> np.ndarray:
         kk = np.minimum(mask.sum(-1), k)
     else:
         kk = np.full(a.shape[:-1], min(k, n))
-    kmax = min(k, n)
-    top_a = np.argsort(-a, axis=-1, kind="stable")[..., :kmax]
-    b_sorted = -np.sort(-b, axis=-1)
-    thresh = np.take_along_axis(b_sorted, np.maximum(kk - 1, 0)[..., None], axis=-1)
-    in_b = np.take_along_axis(b, top_a, axis=-1) >= thresh
-    if mask is not None:
-        in_b &= np.take_along_axis(mask, top_a, axis=-1)
-    used = np.arange(kmax) < kk[..., None]
-    hits = (in_b & used).sum(-1)
+    at_k = np.minimum(n - kk, n - 1)[..., None]  # ascending position of the k-th largest value
+    thresh_a = np.take_along_axis(np.sort(a, axis=-1), at_k, -1)
+    thresh_b = np.take_along_axis(np.sort(b, axis=-1), at_k, -1)
+    above = a > thresh_a
+    tied = a == thresh_a
+    room = kk[..., None] - above.sum(-1, keepdims=True)  # ties at the threshold fill it by index
+    top_a = above | (tied & (np.cumsum(tied, axis=-1) <= room))
+    hits = (top_a & (b >= thresh_b)).sum(-1)
     return np.where(kk > 0, hits / np.maximum(kk, 1), 1.0)
 
 
