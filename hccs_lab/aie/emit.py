@@ -1,0 +1,227 @@
+"""Print a kernel IR as AIE API C++ (aie::vector, aie::accum, aie::mac, aie::reduce_max, ...).
+
+Output per kernel: `<name>.cc` (the kernel), `hccs_params.h` (the head's compile-time constants)
+and `kernel.json` (the manifest `hccs-lab emulate` reads back). Every name printed comes from the
+IR, whose identifiers were validated at construction; numbers are printed from Python ints. The
+same source compiles for the AI Engine (`<aie_api/aie.hpp>`) and on the host against
+`kernels/aie_api_shim.hpp` when `HCCS_HOST_SHIM` is defined.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .ir import Kernel, Loop, Op, VType
+
+FORMAT = "hccs-lab-kernel"
+FORMAT_VERSION = 1
+_BUF_PTR = {"in": "in_row", "out": "out_row", "scratch": "scratch_row"}
+
+
+def _ctype(t: VType) -> str:
+    elem = {"int8": "int8", "uint8": "uint8", "int16": "int16", "int32": "int32"}[t.elem]
+    if t.acc:
+        return f"aie::accum<{t.acc}, {t.lanes}>"
+    if t.is_scalar:
+        return elem
+    return f"aie::vector<{elem}, {t.lanes}>"
+
+
+def _elem(t: VType) -> str:
+    return {"int8": "int8", "uint8": "uint8", "int16": "int16", "int32": "int32"}[t.elem]
+
+
+class _Printer:
+    def __init__(self, k: Kernel):
+        self.k = k
+        self.types: dict = {}
+        self.lines: list[str] = []
+
+    def ptr(self, buf: str) -> str:
+        return _BUF_PTR[self.k.buffer(buf).role]
+
+    def stmt(self, o: Op, ind: str, idx: str):
+        t, a, c = o.type, o.args, o.code
+        if o.dst:
+            self.types[o.dst] = t
+        L = self.k.lanes
+        if c == "load":
+            rhs = f"aie::load_v<{t.lanes}>({self.ptr(o.buf)} + {idx} * {L})"
+        elif c == "store":
+            self.lines.append(f"{ind}aie::store_v({self.ptr(o.buf)} + {idx} * {L}, {a[0]});")
+            return
+        elif c == "const":
+            rhs = f"aie::broadcast<{_elem(t)}, {t.lanes}>({o.imm[0]})"
+        elif c == "sconst":
+            rhs = f"{o.imm[0]}"
+        elif c == "bcast":
+            rhs = f"aie::broadcast<{_elem(t)}, {t.lanes}>(static_cast<{_elem(t)}>({a[0]}))"
+        elif c == "cast":
+            rhs = f"{a[0]}.cast_to<{_elem(t)}>()"
+        elif c in ("max", "min", "sub", "add"):
+            rhs = f"aie::{c}({a[0]}, {a[1]})"
+        elif c == "ups":
+            self.lines.append(f"{ind}{_ctype(t)} {o.dst};")
+            self.lines.append(f"{ind}{o.dst}.from_vector({a[0]}, 0);")
+            return
+        elif c == "mul":
+            rhs = f"aie::mul<{t.acc}>({a[0]}, {a[1]})"
+        elif c == "mac":
+            rhs = f"aie::mac({a[0]}, {a[1]}, {a[2]})"
+        elif c == "acc_add":
+            rhs = f"aie::add({a[0]}, {a[1]})"
+        elif c == "srs":
+            rhs = f"{a[0]}.to_vector<{_elem(t)}>({o.imm[0] if o.imm else 0})"
+        elif c == "srs_var":
+            rhs = f"{a[0]}.to_vector<{_elem(t)}>({a[1]})"
+        elif c == "reduce_max":
+            rhs = f"aie::reduce_max({a[0]})"
+        elif c == "reduce_add":
+            src = self.types[a[0]]
+            rhs = (f"aie::reduce_add({a[0]}.to_vector<int32>(0))" if src.acc else f"aie::reduce_add({a[0]})")
+        elif c == "sdiv":
+            rhs = f"{a[0]} / {a[1]}  /* no divide unit: a software routine */"
+        elif c == "slog2":
+            rhs = f"31 - clb({a[0]})  /* floor(log2) by count-leading-bits */"
+        elif c == "sshl":
+            rhs = f"{a[0]} << {a[1]}"
+        elif c == "sshr":
+            rhs = f"{a[0]} >> {a[1]}"
+        elif c == "ssub":
+            rhs = f"{a[0]} - {a[1]}"
+        elif c == "smax":
+            rhs = f"{a[0]} > {a[1]} ? {a[0]} : {a[1]}"
+        else:
+            raise NotImplementedError(f"the C++ emitter covers the HCCS kernels; op {c} is reference-only")
+        q = "const " if c in ("const", "sconst") else ""
+        self.lines.append(f"{ind}{q}{_ctype(t)} {o.dst} = {rhs};")
+
+    def body(self):
+        k = self.k
+        for s in k.body:
+            if isinstance(s, Loop):
+                for c in s.carries:
+                    t = self.types[c.init]
+                    self.lines.append(f"    {_ctype(t)} {c.dst} = {c.init};")
+                    self.types[c.dst] = t
+                prag = f"chess_unroll_loop({s.trips})" if s.unroll else "chess_prepare_for_pipelining"
+                self.lines.append(f"    // {s.label}: {s.trips} x {k.lanes} lanes")
+                self.lines.append(f"    for (int i = 0; i < {s.trips}; ++i) {prag} {{")
+                for o in s.body:
+                    self.stmt(o, "        ", "i")
+                for c in s.carries:
+                    fn = {"max": "aie::max", "add": "aie::add"}[c.combine]
+                    self.lines.append(f"        {c.dst} = {fn}({c.dst}, {c.value});")
+                self.lines.append("    }")
+            else:
+                self.stmt(s, "    ", "0")
+
+
+def _package_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("hccs-lab")
+    except Exception:  # running from a source tree without an install
+        return "0.0.0+unknown"
+
+
+@dataclass
+class Emitted:
+    kernel: Kernel
+    files: dict      # file name -> text
+    manifest: dict
+
+
+def emit(k: Kernel, version: str | None = None) -> Emitted:
+    if k.family != "hccs":
+        raise NotImplementedError("C++ emission covers the HCCS kernels; the bf16 references are cycle-model subjects")
+    __version__ = _package_version()
+    pr = _Printer(k)
+    pr.body()
+    out_t = _elem(VType(k.output.elem, 1))
+    R = k.rows_per_iter
+    p = k.params
+    header = "\n".join([
+        "// Generated by hccs_lab: per-head compile-time constants. Do not edit.",
+        "#pragma once",
+        f"#define HCCS_SEQ_LEN {k.n}",
+        f"#define HCCS_LANES {k.lanes}",
+        f"#define HCCS_ROWS_PER_ITER {R}",
+        f"#define HCCS_B {p['B']}",
+        f"#define HCCS_S {p['S']}",
+        f"#define HCCS_D {p['D']}",
+        f"#define HCCS_OUT_T {out_t}",
+        f"#define HCCS_ENTRY {k.name}",
+        f'#define HCCS_ARCH "{k.arch}"',
+        "",
+    ])
+    calls_block = "\n".join(
+        f"        hccs_row(logits + (row + {r}) * HCCS_SEQ_LEN, probs + (row + {r}) * HCCS_SEQ_LEN, scratch[{r}]);"
+        for r in range(R))
+    src = "\n".join([
+        f"// Generated by hccs_lab {version or __version__}: HCCS {k.variant}, schedule {k.schedule}, {k.arch}, n={k.n}.",
+        f"// Head parameters B={p['B']} S={p['S']} D={p['D']} are compile-time constants (hccs_params.h).",
+        "// The same source builds for the AI Engine and, with HCCS_HOST_SHIM, on the host.",
+        "#ifdef HCCS_HOST_SHIM",
+        '#include "aie_api_shim.hpp"',
+        "#else",
+        "#include <aie_api/aie.hpp>",
+        "#endif",
+        '#include "hccs_params.h"',
+        "",
+        "static inline __attribute__((always_inline)) void hccs_row(",
+        "    const int8* __restrict in_row, HCCS_OUT_T* __restrict out_row, int16* __restrict scratch_row) {",
+        *pr.lines,
+        "}",
+        "",
+        f"// Processes `rows` rows of HCCS_SEQ_LEN int8 logits; {R} row(s) per trip of the row loop.",
+        f"void {k.name}(const int8* __restrict logits, HCCS_OUT_T* __restrict probs, int rows) {{",
+        f"    aie::set_rounding(aie::rounding_mode::{k.rounding});",
+        f"    aie::set_saturation(aie::saturation_mode::{k.saturation});",
+        f"    alignas(64) static int16 scratch[{R}][HCCS_SEQ_LEN];",
+        "    int row = 0;",
+        f"    for (; row + {R} <= rows; row += {R}) chess_prepare_for_pipelining {{",
+        calls_block,
+        "    }",
+        "    for (; row < rows; ++row) hccs_row(logits + row * HCCS_SEQ_LEN, probs + row * HCCS_SEQ_LEN, scratch[0]);",
+        "}",
+        "",
+    ])
+    manifest = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "hccs_lab_version": version or __version__,
+        "variant": k.variant, "arch": k.arch, "seq_len": k.n, "lanes": k.lanes, "schedule": k.schedule,
+        "rows_per_iter": R, "params": {"B": p["B"], "S": p["S"], "D": p["D"]},
+        "entry": k.name, "output_dtype": out_t, "input_dtype": "int8",
+        "rounding": k.rounding, "saturation": k.saturation, "notes": k.notes,
+        "files": {"source": f"{k.name}.cc", "header": "hccs_params.h"},
+    }
+    return Emitted(k, {f"{k.name}.cc": src, "hccs_params.h": header}, manifest)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_kernel_dir(em: Emitted, out_dir) -> Path:
+    """Write sources, then the manifest last (a dir with a manifest is complete)."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in em.files.items():
+        write_atomic(out / name, text)
+    write_atomic(out / "kernel.json", json.dumps(em.manifest, indent=2) + "\n")
+    return out

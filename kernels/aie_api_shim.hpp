@@ -1,0 +1,179 @@
+// Host shim of the AIE API subset used by hccs_lab's generated kernels.
+//
+// It lets the emitted kernel compile with g++ on a workstation and compute the same integers as
+// the AI Engine: elementwise vector ops wrap in their lane type, multiplies land in 32- or 64-bit
+// accumulators, and to_vector() narrows with the tile's global rounding mode (default floor) and
+// saturation mode (default none = wrap on the MSB side). It is not AMD's header: only the
+// operations and the integer semantics the generated kernels rely on.
+#pragma once
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+
+using int8 = std::int8_t;
+using uint8 = std::uint8_t;
+using int16 = std::int16_t;
+using uint16 = std::uint16_t;
+using int32 = std::int32_t;
+
+#define chess_prepare_for_pipelining
+#define chess_unroll_loop(x)
+#define chess_loop_range(a, b)
+
+// count leading sign bits of a 32-bit value (for a positive value: its leading zeros)
+inline int clb(int32 x) {
+    std::uint32_t u = x < 0 ? ~static_cast<std::uint32_t>(x) : static_cast<std::uint32_t>(x);
+    return u == 0 ? 32 : __builtin_clz(u);
+}
+
+// accumulator tags live in the global namespace, as in the AIE API
+struct acc32 { static constexpr int bits = 32; };
+struct acc64 { static constexpr int bits = 64; };
+
+namespace aie {
+
+enum class rounding_mode { floor, ceil, symmetric_inf, conv_even };
+enum class saturation_mode { none, saturate, symmetric };
+
+namespace detail {
+inline rounding_mode& rounding() { static rounding_mode m = rounding_mode::floor; return m; }
+inline saturation_mode& saturation() { static saturation_mode m = saturation_mode::none; return m; }
+
+template <typename T> T wrap(long long v) { return static_cast<T>(v); }  // C++20: modular
+}  // namespace detail
+
+inline void set_rounding(rounding_mode m) { detail::rounding() = m; }
+inline void set_saturation(saturation_mode m) { detail::saturation() = m; }
+
+template <typename T, unsigned N>
+struct vector {
+    T v[N];
+    T get(unsigned i) const { return v[i]; }
+    template <typename U>
+    vector<U, N> cast_to() const {
+        static_assert(sizeof(U) == sizeof(T), "cast_to keeps the element width");
+        vector<U, N> r;
+        std::memcpy(r.v, v, sizeof(v));
+        return r;
+    }
+};
+
+template <typename Tag, unsigned N>
+struct accum {
+    long long v[N];
+    static long long fit(long long x) {
+        return Tag::bits == 32 ? static_cast<long long>(static_cast<int32>(x)) : x;
+    }
+    template <typename T>
+    void from_vector(const vector<T, N>& a, int shift = 0) {
+        for (unsigned i = 0; i < N; ++i) v[i] = fit(static_cast<long long>(a.v[i]) << shift);
+    }
+    template <typename T>
+    vector<T, N> to_vector(int shift = 0) const {
+        vector<T, N> r;
+        for (unsigned i = 0; i < N; ++i) {
+            long long a = v[i], q = a;
+            if (shift > 0) {
+                long long half = 1LL << (shift - 1);
+                switch (detail::rounding()) {
+                    case rounding_mode::floor: q = a >> shift; break;
+                    case rounding_mode::ceil: q = -((-a) >> shift); break;
+                    case rounding_mode::symmetric_inf:
+                        q = a >= 0 ? (a + half) >> shift : -((-a + half) >> shift); break;
+                    case rounding_mode::conv_even: {
+                        long long fl = a >> shift, rem = a - (fl << shift);
+                        q = fl + ((rem > half || (rem == half && (fl & 1))) ? 1 : 0);
+                        break;
+                    }
+                }
+            }
+            if (detail::saturation() != saturation_mode::none) {
+                long long lo = static_cast<long long>(std::numeric_limits<T>::min());
+                long long hi = static_cast<long long>(std::numeric_limits<T>::max());
+                if (detail::saturation() == saturation_mode::symmetric && std::is_signed_v<T>) lo = -hi;
+                q = q < lo ? lo : (q > hi ? hi : q);
+            }
+            r.v[i] = detail::wrap<T>(q);
+        }
+        return r;
+    }
+};
+
+template <typename T, unsigned N>
+vector<T, N> broadcast(T x) {
+    vector<T, N> r;
+    for (unsigned i = 0; i < N; ++i) r.v[i] = x;
+    return r;
+}
+
+template <unsigned N, typename T>
+vector<T, N> load_v(const T* p) {
+    vector<T, N> r;
+    std::memcpy(r.v, p, sizeof(r.v));
+    return r;
+}
+
+template <typename T, unsigned N>
+void store_v(T* p, const vector<T, N>& a) { std::memcpy(p, a.v, sizeof(a.v)); }
+
+#define HCCS_SHIM_ELEMENTWISE(NAME, EXPR)                                   \
+    template <typename T, unsigned N>                                       \
+    vector<T, N> NAME(const vector<T, N>& a, const vector<T, N>& b) {       \
+        vector<T, N> r;                                                     \
+        for (unsigned i = 0; i < N; ++i) {                                  \
+            long long x = a.v[i], y = b.v[i];                               \
+            r.v[i] = detail::wrap<T>(EXPR);                                 \
+        }                                                                   \
+        return r;                                                           \
+    }
+HCCS_SHIM_ELEMENTWISE(max, x > y ? x : y)
+HCCS_SHIM_ELEMENTWISE(min, x < y ? x : y)
+HCCS_SHIM_ELEMENTWISE(sub, x - y)
+HCCS_SHIM_ELEMENTWISE(add, x + y)
+#undef HCCS_SHIM_ELEMENTWISE
+
+template <typename Tag, unsigned N>
+accum<Tag, N> add(const accum<Tag, N>& a, const accum<Tag, N>& b) {
+    accum<Tag, N> r;
+    for (unsigned i = 0; i < N; ++i) r.v[i] = accum<Tag, N>::fit(a.v[i] + b.v[i]);
+    return r;
+}
+
+namespace detail {
+template <typename A, typename B>
+using default_tag = std::conditional_t<(sizeof(A) >= 4 || sizeof(B) >= 4), acc64, acc32>;
+}
+
+template <typename Tag = void, typename A, typename B, unsigned N,
+          typename R = std::conditional_t<std::is_void_v<Tag>, detail::default_tag<A, B>, Tag>>
+accum<R, N> mul(const vector<A, N>& a, const vector<B, N>& b) {
+    accum<R, N> r;
+    for (unsigned i = 0; i < N; ++i)
+        r.v[i] = accum<R, N>::fit(static_cast<long long>(a.v[i]) * static_cast<long long>(b.v[i]));
+    return r;
+}
+
+template <typename Tag, typename A, typename B, unsigned N>
+accum<Tag, N> mac(const accum<Tag, N>& acc, const vector<A, N>& a, const vector<B, N>& b) {
+    accum<Tag, N> r;
+    for (unsigned i = 0; i < N; ++i)
+        r.v[i] = accum<Tag, N>::fit(acc.v[i] + static_cast<long long>(a.v[i]) * static_cast<long long>(b.v[i]));
+    return r;
+}
+
+template <typename T, unsigned N>
+T reduce_max(const vector<T, N>& a) {
+    T m = a.v[0];
+    for (unsigned i = 1; i < N; ++i) m = a.v[i] > m ? a.v[i] : m;
+    return m;
+}
+
+template <typename T, unsigned N>
+T reduce_add(const vector<T, N>& a) {
+    long long s = 0;
+    for (unsigned i = 0; i < N; ++i) s += a.v[i];
+    return detail::wrap<T>(s);
+}
+
+}  // namespace aie
