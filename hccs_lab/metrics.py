@@ -243,7 +243,10 @@ def topk_overlap(a, b, k: int, mask=None) -> np.ndarray:
     above = a > thresh_a
     tied = a == thresh_a
     room = kk[..., None] - above.sum(-1, keepdims=True)  # ties at the threshold fill it by index
-    top_a = above | (tied & (np.cumsum(tied, axis=-1) <= room))
+    if (tied.sum(-1, keepdims=True) <= room).all():  # the usual case: no tie crosses the k-th place
+        top_a = above | tied
+    else:
+        top_a = above | (tied & (np.cumsum(tied, axis=-1) <= room))
     hits = (top_a & (b >= thresh_b)).sum(-1)
     return np.where(kk > 0, hits / np.maximum(kk, 1), 1.0)
 
