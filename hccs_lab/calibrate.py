@@ -305,6 +305,9 @@ class _Region:
     L_clip: np.ndarray  # per candidate: log(B - S*D), 0 where B == S*D
     log_B: np.ndarray  # per candidate
     pos: np.ndarray  # per candidate: u * D in [0, 1], where its chord is read
+    seg_clip: np.ndarray  # seg_start + D: where the prefix sum over d < D ends
+    coarse_at: np.ndarray  # flat index D*(U_COARSE+1) + k of the coarse chord's left knot
+    coarse_fr: np.ndarray  # position between the coarse knots
     zero: np.ndarray  # indices of candidates with B == S*D (S > 0)
 
 
@@ -330,15 +333,22 @@ def _region(top: int) -> _Region:
     cands = np.concatenate(cand).astype(np.int64)
     B, S, D = cands[:, 0], cands[:, 1], cands[:, 2]
     s_clip = B - S * D
+    pos = np.where(D > 0, S * D / B, 0.0)
+    pc = pos * U_COARSE
+    kc = np.minimum(pc.astype(np.int64), U_COARSE - 1)
+    seg_start = np.concatenate(seg)
     return _Region(
+        seg_clip=seg_start + D,
+        coarse_at=D * (U_COARSE + 1) + kc,
+        coarse_fr=pc - kc,
         top=top,
         cands=cands,
         L_flat=np.concatenate(Lf),
         d_flat=np.concatenate(df),
-        seg_start=np.concatenate(seg),
+        seg_start=seg_start,
         L_clip=np.where(s_clip > 0, np.log(np.maximum(s_clip, 1)), 0.0),
         log_B=np.log(B),
-        pos=np.where(D > 0, S * D / B, 0.0),
+        pos=pos,
         zero=np.flatnonzero((S > 0) & (s_clip == 0)),
     )
 
@@ -405,7 +415,7 @@ def grid_search(stats: RowStats, seq_len: int, B_max: int | None = None, dedupe:
     # sum_r w (log(32767 // Z) - log 32767) <= -Wtot log B - F_D(S/B) <= -Wtot log B - chord
     prod = region.L_flat * mass[region.d_flat]
     cs = np.concatenate([[0.0], np.cumsum(prod)])
-    agg = cs[region.seg_start + D] - cs[region.seg_start] + tailh[D] * region.L_clip
+    agg = cs[region.seg_clip] - cs[region.seg_start] + tailh[D] * region.L_clip
     agg[z] += tailh[D[z]] * LOG_KL_FLOOR  # B == S*D: the clip bucket scores 0, charged log 2**-16
 
     def chord(rows, U):
@@ -424,7 +434,11 @@ def grid_search(stats: RowStats, seq_len: int, B_max: int | None = None, dedupe:
         fr = p - k
         return left * (1 - fr) + right * fr
 
-    ub = agg - Wtot * region.log_B - chord(np.arange(K), U_COARSE)
+    kd = np.repeat(np.arange(N_CLIP), U_COARSE + 1)
+    kk = np.tile(np.arange(U_COARSE + 1), N_CLIP)
+    coarse = _knots(groups, kd, kk / (U_COARSE * np.maximum(kd, 1)))
+    fr = region.coarse_fr
+    ub = agg - Wtot * region.log_B - (coarse[region.coarse_at] * (1 - fr) + coarse[region.coarse_at + 1] * fr)
     # B == S*D: the clip bucket's mass takes no rho, and u = 1/D exactly
     Dz_all = np.arange(1, N_CLIP)
     Fz = np.zeros(N_CLIP)

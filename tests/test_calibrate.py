@@ -142,11 +142,12 @@ def test_default_before_params_and_gradient_method():
 
 def test_scale_search_keeps_the_best_scale():
     x, m = synthetic_rows(5, rows=20, n=16, spread=2.0, min_keys=4)
-    p1, s1, k1 = C.calibrate_rows(x, m, 16)
-    p3, s3, k3 = C.calibrate_rows(x, m, 16, scale_multipliers=(0.5, 1.0, 2.0))
+    p1, s1, k1 = C.calibrate_rows(x, m, 16, B_max=60)
+    p3, s3, k3 = C.calibrate_rows(x, m, 16, scale_multipliers=(0.5, 1.0, 2.0), B_max=60)
     assert k3 <= k1 + 1e-15
     assert s3 in (s1 * 0.5, s1, s1 * 2.0)
     assert C.objective(C.row_stats(x, m, s3), p3) == pytest.approx(k3, abs=1e-12)
+    assert p3.B <= 60
 
 
 def test_bad_inputs_are_named():
