@@ -102,3 +102,24 @@ def test_emulate_bad_input(tmp_path, capsys):
     assert main(args) == 2 and "not an hccs-lab kernel manifest" in capsys.readouterr().err
     (other / "kernel.json").write_text("{ truncated")
     assert main(args) == 2 and "not valid JSON" in capsys.readouterr().err
+
+
+def test_checked_in_example_kernels_match_the_emitter(tmp_path):
+    """kernels/examples/ holds generated kernels for reading; they must be what the emitter emits now."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "kernels" / "examples"
+    dirs = sorted(d for d in root.iterdir() if d.is_dir())
+    assert len(dirs) >= 2
+    for d in dirs:
+        m = json.loads((d / "kernel.json").read_text())
+        out = tmp_path / d.name
+        assert main(["kernel", "--B", str(m["params"]["B"]), "--S", str(m["params"]["S"]), "--D", str(m["params"]["D"]),
+                     "--variant", m["variant"], "--arch", m["arch"], "--seq-len", str(m["seq_len"]),
+                     "--schedule", m["schedule"], "--out", str(out)]) == 0
+        for f in d.iterdir():
+            if f.name != "kernel.json":
+                assert (out / f.name).read_text() == f.read_text(), f"{d.name}/{f.name} is stale: regenerate it"
+        fresh = json.loads((out / "kernel.json").read_text())
+        fresh.pop("hccs_lab_version"), m.pop("hccs_lab_version")
+        assert fresh == m

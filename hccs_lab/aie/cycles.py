@@ -24,6 +24,9 @@ from dataclasses import dataclass, field, replace
 
 from .ir import Kernel, Loop, Op, Carry
 
+PROJECTION_TILES = (1, 8, 64, 184, 304)
+TILE_ASSUMPTIONS = ("rows are independent, one head's kernel per tile, each tile fed at its own rate "
+                    "(no shared stream, DMA or PLIO limit): throughput scales linearly with tiles")
 SLOTS = ("load", "store", "vector", "scalar", "move", "stream_in", "stream_out")
 
 
@@ -354,6 +357,9 @@ class CycleReport:
                 "row_loop_pipelined": self.row_loop_pipelined, "kernel": self.kernel,
                 "variant": self.variant, "schedule": self.schedule, "arch": self.arch, "n": self.n,
                 "lanes": self.lanes, "slot_busy_per_row": self.slot_busy, "notes": self.notes,
+                "tile_projection": {"tiles": list(PROJECTION_TILES),
+                                    "gelem_per_s": [round(self.tiles(t), 2) for t in PROJECTION_TILES],
+                                    "assumptions": TILE_ASSUMPTIONS},
                 "estimate": "emulator cycle-model estimate, not a hardware measurement"}
 
 
