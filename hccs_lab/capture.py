@@ -478,3 +478,21 @@ def attention_for_text(loaded, text: str, layer: int, head: int, max_len: int = 
     km = got["km"].copy()
     lg = np.where(km, got["lg"], 0.0).astype(np.float32)
     return TextAttention(tokens, lg, km, softmax(lg.astype(np.float64), mask=km), layer, head)
+
+
+# ---------------------------------------------------------------------------------------------
+# sizes for notebooks and exercises
+
+
+@dataclass(frozen=True)
+class CaptureSettings:
+    n_texts: int
+    max_len: int
+
+
+def notebook_capture_settings(quick: bool | None = None) -> CaptureSettings:
+    """How much text the notebooks capture: 16 texts at 64 tokens in quick mode, else 256 at 128."""
+    from .config import quick_mode
+
+    quick = quick_mode() if quick is None else quick
+    return CaptureSettings(16, 64) if quick else CaptureSettings(256, 128)

@@ -58,6 +58,7 @@ class PlaygroundState:
     kendall_tau: float = float("nan")
     top1: float = float("nan")
     top5: float = float("nan")
+    out_sum: float = float("nan")  # mean over rows of the output's sum, as a fraction of full scale
     row: int = 0
     ranks: np.ndarray = field(default_factory=lambda: np.zeros(0))
     softmax_sorted: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -137,7 +138,7 @@ class ClipSlopePlayground:
         if bad:
             if self.state is not None:  # keep the last valid numbers and curves, say they are stale
                 prev = self.state
-                for f in ("kl_mean", "kl_p95", "kendall_tau", "top1", "top5", "ranks", "softmax_sorted",
+                for f in ("kl_mean", "kl_p95", "kendall_tau", "top1", "top5", "out_sum", "ranks", "softmax_sorted",
                           "hccs_sorted", "int_sorted", "shown_params", "row"):
                     setattr(st, f, getattr(prev, f))
             st.elapsed_ms = (time.perf_counter() - t0) * 1e3
@@ -146,6 +147,7 @@ class ClipSlopePlayground:
         pm = br.point(hp, self.variant)
         q = br.key_probs(pm)
         st.kl_mean, st.kl_p95, st.kendall_tau = pm.kl_mean, pm.kl_p95, pm.tau_mean
+        st.out_sum = float((pm.prob_bins * br.counts).sum(1).mean())
         st.top1 = float(topk_overlap(br.p, q, 1, br.mask).mean())
         st.top5 = float(topk_overlap(br.p, q, 5, br.mask).mean())
         r = self.row
@@ -316,9 +318,12 @@ class ClipSlopePlayground:
             status = (f'<b style="color:#cf222e">invalid</b> ({html.escape(head)}): nothing clamped{html.escape(shown)}'
                       f"<ul>{items}</ul>")
         rows = [("mean KL", st.kl_mean, ".5f"), ("p95 KL", st.kl_p95, ".5f"), ("Kendall tau", st.kendall_tau, ".4f"),
-                ("top-1 agreement", st.top1, ".3f"), ("top-5 overlap", st.top5, ".3f")]
+                ("top-1 agreement", st.top1, ".3f"), ("top-5 overlap", st.top5, ".3f"),
+                ("output sum / full scale", st.out_sum, ".4f")]
         cells = "".join(f"<tr><td>{k}</td><td style='text-align:right'><code>{v:{fmt}}</code></td></tr>" for k, v, fmt in rows)
-        return (f"<div>{status}<table>{cells}</table>"
+        note = ("<br><small>KL &lt; 0: the output sums to more than one (clb overshoot), so KL is not a distance "
+                "here; compare Kendall tau and the sum</small>" if st.kl_mean < 0 else "")
+        return (f"<div>{status}<table>{cells}</table>{note}"
                 f"<small>{len(self.rows)} rows; KL(softmax || HCCS output read as probability), "
                 f"ties count as top-k hits; update {st.elapsed_ms:.1f} ms</small></div>")
 
