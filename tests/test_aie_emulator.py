@@ -131,3 +131,32 @@ def test_references_approximate_softmax():
         rel = np.abs(y - sm).max() / sm.max()
         assert rel < tol, (variant, rel)
         assert np.all(y == bf16_round(y))  # outputs are bf16 values
+
+
+def test_srs_rounding_and_saturation_by_hand():
+    from hccs_lab.aie.emulator import _srs
+
+    acc = np.array([5, -5, 6, -6, 7, 300, -300, 383], dtype=np.int64)
+    # shift 1: values /2 = 2.5, -2.5, 3, -3, 3.5, 150, -150, 191.5
+    assert _srs(acc, 1, "int8", "floor", "none").tolist() == [2, -3, 3, -3, 3, 150 - 256, -150 + 256, 191 - 256]
+    assert _srs(acc, 1, "int8", "floor", "saturate").tolist() == [2, -3, 3, -3, 3, 127, -128, 127]
+    assert _srs(acc, 1, "int8", "symmetric_inf", "saturate").tolist() == [3, -3, 3, -3, 4, 127, -128, 127]
+    assert _srs(acc, 1, "int8", "conv_even", "saturate").tolist() == [2, -2, 3, -3, 4, 127, -128, 127]
+    assert _srs(np.array([-1, 256, 255]), 0, "uint8", "floor", "saturate").tolist() == [0, 255, 255]
+    assert _srs(np.array([-1, 256, 255]), 0, "uint8", "floor", "none").tolist() == [255, 0, 255]
+
+
+def test_random_valid_params_property():
+    """200 random (B, S, D) drawn from the whole valid region, every variant, random n."""
+    from hccs_lab.surrogate import valid_region
+
+    rng = np.random.default_rng(7)
+    for n in (32, 64, 128, 256):
+        region = valid_region(n, B_max=None if n > 32 else 1023)
+        for B, S, D in region[rng.integers(0, len(region), 50)]:
+            p = HCCSParams(int(B), int(S), int(D))
+            x = hard_rows(n, 64, seed=int(B) * 7 + int(S))
+            v = HCCS_VARIANTS[int(rng.integers(0, 4))]
+            out, recip = v.split("-")
+            k = hccs_kernel(p, v, "aie-ml", n, HCCS_SCHEDULES[int(rng.integers(0, 3))])
+            assert np.array_equal(emulate_kernel(k, x), hccs_int(x, p, out=out, recip=recip)), (n, p, v, k.schedule)
