@@ -8,7 +8,7 @@ from hccs_lab.aie.emulator import emulate_kernel
 from hccs_lab.aie.hostbuild import NoCompiler, find_compiler, run_host
 from hccs_lab.aie.kernels import HCCS_VARIANTS, hccs_kernel
 
-from test_aie_emulator import hard_rows
+from hccs_lab.aie.testrows import hard_rows
 
 try:
     find_compiler()

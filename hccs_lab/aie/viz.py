@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..surrogate import HCCSParams, choose_scale, max_base
+from ..surrogate import HCCSParams
 from .cycles import SLOTS, slot_view
 from .ir import Kernel
 from .validation import PAPER_GELEM, throughput_table, validation_checks
@@ -21,11 +21,12 @@ class HeadChoice:
     source: str  # where the parameters came from
 
 
-def pick_head(bank, layer: int = 1, head: int = 6, calibration_json=None, fallback: HCCSParams | None = None) -> HeadChoice:
-    """A head's parameters: from a calibration JSON when one is given and exists, else `fallback`.
+def pick_head(bank, layer: int = 1, head: int = 6, calibration_json=None) -> HeadChoice:
+    """A head's parameters and int8 scale.
 
-    Without a calibration the int8 scale is chosen from the head's captured logits
-    (`choose_scale`) and the parameters default to a mid-range valid set for the bank's n.
+    From a calibration JSON (written by `hccs-lab calibrate`) when one is given and exists and its
+    parameters are valid for the bank's n; otherwise the head is calibrated now on its captured
+    rows (`hccs_lab.calibrate.calibrate_rows`, the same grid search, under a second).
     """
     rows = bank[layer, head]
     n = rows.n
@@ -35,11 +36,13 @@ def pick_head(bank, layer: int = 1, head: int = 6, calibration_json=None, fallba
         cal = Calibration.from_json(calibration_json)
         p = cal.params(layer, head)
         if p.is_valid(n):
-            return HeadChoice(layer, head, p, cal.scale(layer, head), f"calibration {calibration_json}")
-    p = fallback or HCCSParams(min(200, max_base(n)), 3, 40)
+            return HeadChoice(layer, head, p, cal.scale(layer, head), f"calibration file {calibration_json}")
+    from ..calibrate import calibrate_rows
+
+    p, scale, kl = calibrate_rows(rows.logits, rows.mask, n)
     p.validate(n)
-    return HeadChoice(layer, head, p, float(choose_scale(rows.logits, rows.mask)),
-                      "given parameters (no calibration file found)")
+    return HeadChoice(layer, head, p, float(scale),
+                      f"calibrated now on {len(rows)} captured rows (grid search, mean KL {kl:.4f})")
 
 
 def throughput_rows(arch: str = "aie-ml", ns=(32, 64, 128, 256)) -> list[dict]:
