@@ -114,11 +114,15 @@ def _d(r):
 class _Lowering:
     """Turns IR ops into instructions for one region, tracking which names are ready where."""
 
-    def __init__(self, k: Kernel, m: Machine):
+    def __init__(self, k: Kernel, m: Machine, ir_types: dict, hoisted: set | None = None):
         self.k, self.m = k, m
         self.instrs: list[Instr] = []
         self.where: dict = {}  # value name -> instr index, or None when hoisted/outside the region
         self.last_store: dict = {}
+        self.types: dict = {}        # per-row value name -> VType
+        self.ir_types = ir_types     # IR value name -> VType (shared by every region)
+        self.hoisted = set() if hoisted is None else hoisted  # loop-invariant values (cost 0 per row)
+        self.carry_instrs: list[int] = []
 
     def _dep(self, names):
         return [self.where[n] for n in names if self.where.get(n) is not None]
@@ -241,6 +245,11 @@ class _Lowering:
         return self.emit(f"extract {o.dst}{tag}", "move", 1, m.lat_move, _d(r))
 
     def carry(self, c: Carry, prev, value_name, tag):
+        idx = self._carry(c, prev, value_name, tag)
+        self.carry_instrs.append(idx)
+        return idx
+
+    def _carry(self, c: Carry, prev, value_name, tag):
         deps = [d for d in (prev, self.where.get(value_name)) if d is not None]
         t = self.types.get(value_name)
         if c.combine == "max":
@@ -363,25 +372,22 @@ class CycleReport:
                 "estimate": "emulator cycle-model estimate, not a hardware measurement"}
 
 
-def _lower_rows(k: Kernel, m: Machine, R: int):
+def _lower_rows(k: Kernel, m: Machine, R: int, ir_types: dict):
     """Regions (lists of Instr) for R interleaved rows; straight code merged, kept loops separate."""
     regions = []  # list of (kind, label, Lowering, loop or None)
-    cur = _new_lowering(k, m)
+    cur = _Lowering(k, m, ir_types)
     for s in k.body:
         if isinstance(s, Loop) and not (s.unroll or s.trips == 1):
             if cur.instrs:
                 regions.append(("straight", "straight", cur, None))
-            lw = _new_lowering(k, m)
-            lw.hoisted = cur.hoisted
+            lw = _Lowering(k, m, ir_types, cur.hoisted)
             for r in range(R):
                 for o in s.body:
                     _rename_op(lw, o, r, "")
                 for c in s.carries:
-                    pv = _name(c.value, r)
-                    lw.where_carry = lw.carry(c, None, pv, f" r{r}")
+                    lw.carry(c, None, _name(c.value, r), f" r{r}")
             regions.append(("loop", s.label, lw, s))
-            cur = _new_lowering(k, m)
-            cur.hoisted = lw.hoisted
+            cur = _Lowering(k, m, ir_types, lw.hoisted)
             continue
         for r in range(R):
             if isinstance(s, Loop):
@@ -398,13 +404,6 @@ def _lower_rows(k: Kernel, m: Machine, R: int):
     if cur.instrs:
         regions.append(("straight", "straight", cur, None))
     return regions
-
-
-def _new_lowering(k, m):
-    lw = _Lowering(k, m)
-    lw.hoisted = set()
-    lw.types = {}
-    return lw
 
 
 def _name(n, r, suffix=""):
@@ -425,12 +424,8 @@ def _rename_op(lw: _Lowering, o: Op, r: int, suffix: str):
     dst = _name(o.dst, r, suffix) if o.dst else None
     for a, orig in zip(args, o.args):
         if a not in lw.types:
-            lw.types[a] = lw.types.get(_name(orig, r)) or _TYPES.get(orig)
-    o2 = _RawOp(dst, o.code, o.type, args, o.imm, o.buf)
-    if dst and o.code not in ("const", "sconst") and not (o.code in ("ups", "bcast") and all(
-            a in lw.hoisted for a in args)):
-        pass
-    lw.op(o2, f" r{r}{suffix}")
+            lw.types[a] = lw.types.get(_name(orig, r)) or lw.ir_types.get(orig)
+    lw.op(_RawOp(dst, o.code, o.type, args, o.imm, o.buf), f" r{r}{suffix}")
 
 
 @dataclass
@@ -443,24 +438,21 @@ class _RawOp:  # like ir.Op without identifier checks (names carry row/trip suff
     buf: str | None
 
 
-_TYPES: dict = {}
-
-
 def estimate(k: Kernel, machine: Machine | None = None, clock_ghz: float | None = None) -> CycleReport:
     """Cycles per row for kernel `k` (see the module docstring for the rules)."""
     m = machine or machine_for(k.arch)
     if clock_ghz is not None:
         m = m.with_clock(clock_ghz)
-    _TYPES.clear()
+    ir_types = {}
     for o, _ in _iter_ops(k):
-        if getattr(o, "dst", None) and getattr(o, "type", None) is not None:
-            _TYPES[o.dst] = o.type
+        if o.dst and o.type is not None:
+            ir_types[o.dst] = o.type
     for s in k.body:
         if isinstance(s, Loop):
             for c in s.carries:
-                _TYPES[c.dst] = _TYPES.get(c.value)
+                ir_types[c.dst] = ir_types.get(c.value)
     R = k.rows_per_iter
-    regions = _lower_rows(k, m, R)
+    regions = _lower_rows(k, m, R, ir_types)
     notes = []
     has_call = any(i.call for _, _, lw, _ in regions for i in lw.instrs)
     straight_only = all(kind == "straight" for kind, *_ in regions)
@@ -489,9 +481,8 @@ def estimate(k: Kernel, machine: Machine | None = None, clock_ghz: float | None 
             else:
                 span, _ = list_schedule(lw.instrs, m.ports)
                 call = any(i.call for i in lw.instrs)
-                carried = {c.dst for c in loop.carries}
-                rec = max((i.lat + i.issues - 1 for i in lw.instrs
-                           if i.label.split()[1] in carried), default=0)
+                # a loop-carried reduction waits for its own previous result every trip
+                rec = max((lw.instrs[j].lat + lw.instrs[j].issues - 1 for j in lw.carry_instrs), default=0)
                 ii = span if call else max(resource_bound(lw.instrs, m.ports), rec, 1)
                 cyc = (loop.trips - 1) * ii + span + m.loop_overhead
                 out_regions.append(Region("loop", label, cyc, lw.instrs, loop.trips, ii, span, not call))
