@@ -34,6 +34,9 @@ def params_from_args(args) -> HCCSParams:
         from ..calibrate import Calibration
 
         cal = Calibration.from_json(args.calibration)
+        if cal.seq_len != args.seq_len:
+            print(f"note: {args.calibration} was calibrated at seq_len {cal.seq_len}; "
+                  f"generating for --seq-len {args.seq_len} (parameters are re-checked for it)")
         try:
             return cal.params(args.layer, args.head)
         except (KeyError, IndexError) as e:
