@@ -86,7 +86,7 @@ def kendall_tau(a, b, mask=None) -> np.ndarray:
     tied in a / b, C concordant and D discordant pairs. Knight's method, vectorised over rows: sort
     the keys by (a, b); then D is the number of strict inversions of b in that order and
     C = n0 - n1 - n2 + n3 - D (n3 pairs tied in both). The inversions are counted level by level
-    as in a merge sort, with one integer row sort per level: O(n log^2 n) per row, no n*n memory.
+    as in a merge sort, with one integer sort per level: O(n log^2 n) per row, no n*n memory.
     A row where either side is constant (or with fewer than two valid keys) has tau 0.
     """
     a, b, mask = _pair(a, b, mask)
@@ -103,16 +103,27 @@ def kendall_tau(a, b, mask=None) -> np.ndarray:
         nm = n - m.sum(-1)
     else:
         nm = np.zeros(a.shape[0], np.int64)
-    if a.shape[0] == 0:
-        return np.zeros(lead)
+    tau = np.empty(a.shape[0])
+    step = max(1, _TAU_CHUNK // n)  # bounds the [levels, rows, n] sort of the inversion count
+    for i in range(0, a.shape[0], step):
+        tau[i:i + step] = _tau_b(a[i:i + step], b[i:i + step], nm[i:i + step])
+    return tau.reshape(lead)
 
+
+_TAU_CHUNK = 1 << 18  # keys per chunk of rows
+
+
+def _tau_b(a: np.ndarray, b: np.ndarray, nm: np.ndarray) -> np.ndarray:
+    """tau-b of rows [r, n] whose nm masked keys hold -inf on both sides."""
+    n = a.shape[-1]
     # sort by a; dense ranks of a in that order, tied pairs in a
     order_a = np.argsort(a, axis=-1)
     rank_a, ties_a = _runs(np.take_along_axis(a, order_a, -1))
     # dense ranks of b (in key order), tied pairs in b
     rank_b, ties_b = _dense_ranks(b)
     # sort by (a, b): equal keys are exactly the pairs tied in both
-    key = rank_a * (n + 1) + np.take_along_axis(rank_b, order_a, -1)
+    wide = np.int32 if (n + 1) ** 2 < 2**31 else np.int64
+    key = rank_a.astype(wide) * (n + 1) + np.take_along_axis(rank_b, order_a, -1)
     key.sort(axis=-1)
     _, ties_ab = _runs(key)
     disc = _strict_inversions(key % (n + 1))
@@ -125,8 +136,7 @@ def kendall_tau(a, b, mask=None) -> np.ndarray:
     n3 = ties_ab - masked_pairs
     conc = n0 - n1 - n2 + n3 - disc
     den = np.sqrt((n0 - n1).astype(np.float64) * (n0 - n2))
-    tau = np.where(den > 0, (conc - disc) / np.where(den > 0, den, 1.0), 0.0)
-    return tau.reshape(lead)
+    return np.where(den > 0, (conc - disc) / np.where(den > 0, den, 1.0), 0.0)
 
 
 def _runs(sorted_rows: np.ndarray):
@@ -137,10 +147,9 @@ def _runs(sorted_rows: np.ndarray):
     np.not_equal(sorted_rows[:, 1:], sorted_rows[:, :-1], out=new[:, 1:])
     dense = np.cumsum(new, axis=-1, dtype=np.int32)
     new[:, 0] = True
-    idx = np.arange(n, dtype=np.int32)
-    start = np.maximum.accumulate(np.where(new, idx, 0), axis=-1)
-    # the key at sorted position j is tied with the j - start earlier keys of its run
-    return dense, (idx - start).sum(-1, dtype=np.int64)
+    start = np.maximum.accumulate(new * np.arange(n, dtype=np.int32), axis=-1)  # where each run starts
+    # the key at sorted position j is tied with the j - start_j earlier keys of its run
+    return dense, n * (n - 1) // 2 - start.sum(-1, dtype=np.int64)
 
 
 def _dense_ranks(v: np.ndarray):
@@ -168,19 +177,14 @@ def _strict_inversions(r: np.ndarray) -> np.ndarray:
     if size > n:  # pad with keys above every value at the end: they invert with nothing
         r = np.concatenate([r, np.full((rows, size - n), top, r.dtype)], axis=1)
     dtype = np.int32 if size * (top + 2) < 2**31 else np.int64
-    twice = r.astype(dtype) * 2
-    pos = np.arange(size, dtype=dtype)
-    total = np.zeros(rows, np.int64)
-    w = 1
-    while w < size:
-        block_and_half = (pos // (2 * w)) * (2 * top + 2) + (pos // w) % 2
-        merged = np.sort(twice + block_and_half, axis=-1)
-        merged &= 1  # 1 where a right-half key sits
-        merged *= pos % (2 * w)  # its position inside the merged block
-        blocks = size // (2 * w)
-        total += blocks * (w * w + w * (w - 1) // 2) - merged.sum(-1, dtype=np.int64)
-        w *= 2
-    return total
+    pos = np.arange(size)
+    w = 1 << np.arange(size.bit_length() - 1)[:, None]  # half-block widths 1, 2, 4, ..., size/2
+    block_and_half = ((pos // (2 * w)) * (2 * top + 2) + (pos // w) % 2).astype(dtype)  # [levels, size]
+    merged = np.sort(r.astype(dtype)[None] * 2 + block_and_half[:, None], axis=-1)  # all levels at once
+    merged &= 1  # 1 where a right-half key sits
+    merged *= (pos % (2 * w)).astype(dtype)[:, None]  # its position inside its merged block
+    per_level = (size // (2 * w)) * (w * w + w * (w - 1) // 2)  # blocks * (w*w + w*(w-1)/2)
+    return int(per_level.sum()) - merged.sum(axis=(0, 2), dtype=np.int64)
 
 
 def spearman(a, b, mask=None) -> np.ndarray:
@@ -228,27 +232,42 @@ def topk_overlap(a, b, k: int, mask=None) -> np.ndarray:
     number of valid keys; a row without valid keys scores 1.0.
     """
     a, b, mask = _pair(a, b, mask)
+    _check_k(k)
+    return _topk_overlaps(a, b, (k,), mask)[0]
+
+
+def _check_k(k) -> None:
     if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
+
+
+def _topk_overlaps(a, b, ks, mask) -> list[np.ndarray]:
+    """topk_overlap for each k in ks, sharing the row sorts."""
     n = a.shape[-1]
     if mask is not None:
         a = np.where(mask, a, -np.inf)
         b = np.where(mask, b, -np.inf)
-        kk = np.minimum(mask.sum(-1), k)
+        valid = mask.sum(-1)
     else:
-        kk = np.full(a.shape[:-1], min(k, n))
-    at_k = np.minimum(n - kk, n - 1)[..., None]  # ascending position of the k-th largest value
-    thresh_a = np.take_along_axis(np.sort(a, axis=-1), at_k, -1)
-    thresh_b = np.take_along_axis(np.sort(b, axis=-1), at_k, -1)
-    above = a > thresh_a
-    tied = a == thresh_a
-    room = kk[..., None] - above.sum(-1, keepdims=True)  # ties at the threshold fill it by index
-    if (tied.sum(-1, keepdims=True) <= room).all():  # the usual case: no tie crosses the k-th place
-        top_a = above | tied
-    else:
-        top_a = above | (tied & (np.cumsum(tied, axis=-1) <= room))
-    hits = (top_a & (b >= thresh_b)).sum(-1)
-    return np.where(kk > 0, hits / np.maximum(kk, 1), 1.0)
+        valid = np.full(a.shape[:-1], n)
+    sorted_a = np.sort(a, axis=-1)
+    sorted_b = np.sort(b, axis=-1)
+    out = []
+    for k in ks:
+        kk = np.minimum(valid, k)
+        at_k = np.minimum(n - kk, n - 1)[..., None]  # ascending position of the k-th largest value
+        thresh_a = np.take_along_axis(sorted_a, at_k, -1)
+        thresh_b = np.take_along_axis(sorted_b, at_k, -1)
+        above = a > thresh_a
+        tied = a == thresh_a
+        room = kk[..., None] - above.sum(-1, keepdims=True)  # ties at the threshold fill it by index
+        if (tied.sum(-1, keepdims=True) <= room).all():  # the usual case: no tie crosses the k-th place
+            top_a = above | tied
+        else:
+            top_a = above | (tied & (np.cumsum(tied, axis=-1) <= room))
+        hits = (top_a & (b >= thresh_b)).sum(-1)
+        out.append(np.where(kk > 0, hits / np.maximum(kk, 1), 1.0))
+    return out
 
 
 @dataclass
@@ -268,16 +287,19 @@ class RankPreservation:
 def rank_preservation(ref, test, mask=None, k: int = 5) -> RankPreservation:
     """Kendall tau-b, top-1 agreement and top-k overlap of `test` against `ref`, averaged over rows."""
     ref, test, mask = _pair(ref, test, mask)
+    _check_k(k)
     n = ref.shape[-1]
-    keep = np.ones(ref.shape[:-1], bool) if mask is None else mask.any(-1)
-    r, t = ref[keep].reshape(-1, n), test[keep].reshape(-1, n)
-    m = None if mask is None else mask[keep].reshape(-1, n)
+    r, t, m = ref.reshape(-1, n), test.reshape(-1, n), None
+    if mask is not None:
+        keep = mask.reshape(-1, n).any(-1)
+        r, t, m = r[keep], t[keep], mask.reshape(-1, n)[keep]
     if r.shape[0] == 0:
         return RankPreservation(0.0, 0.0, 0.0, k, 0)
+    top1, topk = _topk_overlaps(r, t, (1, k), m)
     return RankPreservation(
         kendall_tau=float(kendall_tau(r, t, m).mean()),
-        top1=float(topk_overlap(r, t, 1, m).mean()),
-        topk=float(topk_overlap(r, t, k, m).mean()),
+        top1=float(top1.mean()),
+        topk=float(topk.mean()),
         k=k,
         rows=int(r.shape[0]),
     )
