@@ -173,8 +173,11 @@ def _check_rows(x, what: str):
 def hccs_int(x, params: HCCSParams, out: str = "i16", recip: str = "div", mask=None, valid_len=None) -> np.ndarray:
     """HCCS exactly as DESIGN.md defines it, on int8 rows `x` [..., n]; int16 or uint8 out.
 
-    Vectorised over all leading axes. Masked keys (see the module docstring) get 0 and are left
-    out of the max and of Z; an all-masked row is all zeros.
+    `out` is "i16" (Q15 int16) or "u8"; `recip` is "div" (exact integer division) or "clb" (a
+    shift by floor(log2 Z), up to 2x over). Vectorised over all leading axes. `mask` (boolean,
+    broadcasting to x) or `valid_len` (integers in [0, n], shape x.shape[:-1]) marks the keys
+    that take part; the others get 0 and are left out of the max and of Z, and an all-masked row
+    is all zeros. Anything but a numpy int8 `x` is a TypeError: quantize first (quantize_logits).
     """
     if out not in OUT_KINDS:
         raise ValueError(f"out must be one of {OUT_KINDS}, got {out!r}")
