@@ -391,20 +391,32 @@ def capture_logits(
     text_index = np.full(cap, -1, dtype=np.int64)
     query_pos = np.full(cap, -1, dtype=np.int64)
     plan = {}
+    first_layer = 0
 
     def observer(layer, lg, keymask):
-        src_b, src_q, slots = plan["b"], plan["q"], plan["slots"]
+        slots = plan["slots"]
         if slots.size == 0:
             return
         lk = lg.shape[-1]
-        rows = lg[src_b, :, src_q, :].detach().float().cpu().numpy()  # [r, H, lk]
-        km = torch.broadcast_to(keymask, (lg.shape[0], 1, lg.shape[2], lk))[src_b, 0, src_q, :].cpu().numpy()
-        rows *= km[:, None, :]  # masked keys are stored as 0, never as finfo.min
-        logits[layer, slots, :, :lk] = rows
-        logits[layer, slots, :, lk:] = 0.0
-        if layer == 0:
-            mask[slots, :lk] = km
-            mask[slots, lk:] = False
+        if "km" not in plan:  # the key mask is the same in every layer: build it once per batch
+            km = torch.broadcast_to(keymask, (lg.shape[0], 1, lg.shape[2], lk))[plan["b"], 0, plan["q"], :]
+            plan["km"] = km
+            plan["km_np"] = km.numpy()
+        rows = lg[plan["b"], :, plan["q"], :]  # [r, H, lk], only the rows the reservoir takes
+        rows = rows.masked_fill(~plan["km"][:, None, :], 0.0).float().cpu().numpy()  # masked keys stored as 0
+        dest = logits[layer]
+        if plan["contiguous"]:  # the reservoir is still filling: a plain slice, no scatter
+            s0 = int(slots[0])
+            dest[s0 : s0 + slots.size, :, :lk] = rows
+        else:
+            dest[slots, :, :lk] = rows
+            dest[slots, :, lk:] = 0.0
+        if layer == first_layer:
+            if plan["contiguous"]:
+                mask[s0 : s0 + slots.size, :lk] = plan["km_np"]
+            else:
+                mask[slots, :lk] = plan["km_np"]
+                mask[slots, lk:] = False
 
     was_training = model.training
     model.eval()
@@ -416,8 +428,12 @@ def capture_logits(
                 batch = _tokenize(loaded.tokenizer, chunk, n)
                 am = batch["attention_mask"].bool()
                 b_idx, q_idx = (t.numpy() for t in torch.nonzero(am, as_tuple=True))  # valid queries, stream order
+                filled = res.count
                 src, slots = res.plan(len(b_idx))
-                plan.update(b=torch.from_numpy(b_idx[src]), q=torch.from_numpy(q_idx[src]), slots=slots)
+                # while the reservoir fills, new rows go to fresh, consecutive (still zero) slots
+                fresh = slots.size > 0 and filled + len(b_idx) <= cap
+                plan.clear()
+                plan.update(b=torch.from_numpy(b_idx[src]), q=torch.from_numpy(q_idx[src]), slots=slots, contiguous=fresh)
                 text_index[slots] = start + b_idx[src]
                 query_pos[slots] = q_idx[src]
                 model(**batch)
