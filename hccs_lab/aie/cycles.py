@@ -268,8 +268,11 @@ class _Lowering:
 # scheduling
 
 
-def list_schedule(instrs: list[Instr], ports: dict) -> tuple[int, list]:
-    """Greedy list scheduling by longest path to the end; returns (makespan, placements)."""
+def list_schedule(instrs: list[Instr], ports: dict, issue_cycles: bool = False) -> tuple[int, list]:
+    """Greedy list scheduling by longest path to the end; returns (makespan, placements).
+
+    A placement is (first, last) issue cycle, or with `issue_cycles` the list of every issue's cycle.
+    """
     n = len(instrs)
     succ = [[] for _ in range(n)]
     for i, ins in enumerate(instrs):
@@ -299,11 +302,11 @@ def list_schedule(instrs: list[Instr], ports: dict) -> tuple[int, list]:
             if take > 0:
                 use[t] += take
                 need -= take
-                cycles.append(t)
+                cycles.extend([t] * take)
             t += 1
         end = cycles[-1]
         ready_at[i] = end + ins.lat
-        placed[i] = (cycles[0], end)
+        placed[i] = cycles if issue_cycles else (cycles[0], end)
         makespan = max(makespan, end + 1, ready_at[i] if ins.slot != "store" else end + 1)
         for s in succ[i]:
             remaining[s] -= 1
@@ -518,9 +521,74 @@ def slot_view(k: Kernel, machine: Machine | None = None, region: int | None = No
     if region is None:
         region = next((i for i, r in enumerate(regs) if r.kind == "loop" or r.pipelined), 0)
     instrs = regs[region].instrs
-    _, placed = list_schedule(instrs, (machine or machine_for(k.arch)).ports)
+    _, placed = list_schedule(instrs, (machine or machine_for(k.arch)).ports, issue_cycles=True)
     rows = []
-    for ins, (a, b) in zip(instrs, placed):
-        for c in range(a, b + 1):
+    for ins, cycles in zip(instrs, placed):
+        for c in cycles:
             rows.append({"cycle": c, "slot": ins.slot, "op": ins.label})
     return sorted(rows, key=lambda r: (r["cycle"], SLOTS.index(r["slot"])))
+
+
+def modulo_schedule(instrs: list[Instr], ports: dict, ii: int) -> list[list[int]]:
+    """Place an acyclic loop body on a modulo reservation table of `ii` cycles.
+
+    Returns each instruction's issue cycles (one entry per issue) in the flat schedule; cycle % ii is its
+    slot row in the steady state and cycle // ii its stage. For an acyclic body (rows are
+    independent) any ii >= the resource bound succeeds, which is why the model takes
+    II = resource bound for a software-pipelined row loop.
+    """
+    if ii < resource_bound(instrs, ports):
+        raise ValueError(f"II {ii} is below the resource bound {resource_bound(instrs, ports)}")
+    n = len(instrs)
+    succ = [[] for _ in range(n)]
+    for i, ins in enumerate(instrs):
+        for d in ins.deps:
+            succ[d].append(i)
+    prio = [0] * n
+    for i in range(n - 1, -1, -1):
+        prio[i] = instrs[i].lat + instrs[i].issues + max((prio[s] for s in succ[i]), default=0)
+    mrt = {s: [0] * ii for s in SLOTS}
+    ready_at = [0] * n
+    placed: list = [None] * n
+    remaining = [len(ins.deps) for ins in instrs]
+    avail = [i for i in range(n) if remaining[i] == 0]
+    while avail:
+        avail.sort(key=lambda i: (-prio[i], i))
+        i = avail.pop(0)
+        ins = instrs[i]
+        t = max([ready_at[d] for d in ins.deps], default=0)
+        need, cycles = ins.issues, []
+        row = mrt[ins.slot]
+        while need > 0:
+            take = min(ports[ins.slot] - row[t % ii], need)
+            if take > 0:
+                row[t % ii] += take
+                need -= take
+                cycles.extend([t] * take)
+            t += 1
+        placed[i] = cycles
+        ready_at[i] = cycles[-1] + ins.lat
+        for s in succ[i]:
+            remaining[s] -= 1
+            if remaining[s] == 0:
+                avail.append(s)
+    return placed
+
+
+def steady_state_view(k: Kernel, machine: Machine | None = None) -> tuple[int, list[dict]]:
+    """The software-pipelined row loop's steady state: (II, rows {cycle, slot, op, stage}).
+
+    Only for kernels whose row loop the model pipelines (straight-line, no software call).
+    """
+    m = machine or machine_for(k.arch)
+    rep = estimate(k, m)
+    if not rep.row_loop_pipelined:
+        raise ValueError(f"{k.name}: the row loop is not software-pipelined ({rep.notes[0]})")
+    region = rep.regions[0]
+    ii = resource_bound(region.instrs, m.ports)
+    placed = modulo_schedule(region.instrs, m.ports, ii)
+    rows = []
+    for ins, cycles in zip(region.instrs, placed):
+        for c in cycles:
+            rows.append({"cycle": c % ii, "slot": ins.slot, "op": ins.label, "stage": c // ii})
+    return ii, sorted(rows, key=lambda r: (r["cycle"], SLOTS.index(r["slot"])))

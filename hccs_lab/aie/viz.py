@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..surrogate import HCCSParams
-from .cycles import SLOTS, slot_view
+from .cycles import SLOTS, slot_view, steady_state_view
 from .ir import Kernel
 from .validation import PAPER_GELEM, throughput_table, validation_checks
 
@@ -81,11 +81,22 @@ def throughput_figure(rows: list[dict], title: str = "Modelled single-tile throu
     return fig
 
 
-def slot_figure(kernel: Kernel, max_cycles: int = 80):
-    """The list schedule of one row-loop trip as slots x cycles (one box per issued instruction)."""
+def slot_figure(kernel: Kernel, max_cycles: int = 80, steady_state: bool = False):
+    """Slots x cycles, one box per issued instruction.
+
+    Default: the list schedule of one row-loop trip (its latency view). `steady_state`: the
+    software-pipelined loop's kernel, II cycles long, where ops of different trips (stages) share
+    each cycle, as the cycle model charges it.
+    """
     import plotly.graph_objects as go
 
-    rows = [r for r in slot_view(kernel) if r["cycle"] < max_cycles]
+    if steady_state:
+        ii, rows = steady_state_view(kernel)
+        rows = [dict(r, op=f"{r['op']} (stage {r['stage']})") for r in rows]
+        title = f"{kernel.name}: steady state of the pipelined row loop, II = {ii} cycles"
+    else:
+        rows = [r for r in slot_view(kernel) if r["cycle"] < max_cycles]
+        title = f"{kernel.name}: one row-loop trip, slots per cycle (list schedule)"
     kinds = sorted({r["op"].split()[0] for r in rows})
     fig = go.Figure()
     lanes = {s: i for i, s in enumerate(SLOTS)}
@@ -100,7 +111,7 @@ def slot_figure(kernel: Kernel, max_cycles: int = 80):
         fig.add_trace(go.Scatter(x=[r["cycle"] for r in rs], y=ys, mode="markers", name=kind,
                                  marker={"symbol": "square", "size": 11}, text=[r["op"] for r in rs],
                                  hovertemplate="cycle %{x}: %{text}<extra></extra>"))
-    fig.update_layout(title=f"{kernel.name}: one row-loop trip, slots per cycle (list schedule)",
+    fig.update_layout(title=title,
                       xaxis={"title": "cycle"}, height=380,
                       yaxis={"tickvals": list(lanes.values()), "ticktext": list(lanes), "title": "VLIW slot"})
     return fig
