@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ir import ELEMS, Kernel, Loop
+from .ir import Kernel, Loop
 
 _NP = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32,
        "bf16": np.float32, "float": np.float32}

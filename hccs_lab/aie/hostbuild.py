@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import cache_dir
-from .emit import Emitted, write_atomic
+from .emit import Emitted
 
 SHIM = Path(__file__).resolve().parents[2] / "kernels" / "aie_api_shim.hpp"
 FLAGS = ["-O2", "-std=c++20", "-DHCCS_HOST_SHIM", "-Wall", "-Wno-unused-variable"]

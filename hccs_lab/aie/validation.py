@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..surrogate import HCCSParams, max_base
-from .cycles import estimate, machine_for
+from .cycles import estimate
 from .kernels import HCCS_SCHEDULES, HCCS_VARIANTS, REFERENCE_VARIANTS, hccs_kernel, reference_kernel
 
 # Published anchors (reference/aie.md §3.3; reference/paper.md §4.5)

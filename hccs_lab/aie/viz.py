@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from ..surrogate import HCCSParams
 from .cycles import SLOTS, slot_view, steady_state_view
