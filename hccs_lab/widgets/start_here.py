@@ -102,6 +102,7 @@ class StartHere:
         self.params = params if params is not None else self.default_params()
         self._figure = None
         self._widget = None
+        self._syncing = False
 
     def default_params(self) -> HCCSParams:
         """A deliberately imperfect start (the clipped keys keep a quarter of the base) to drag from."""
@@ -196,6 +197,12 @@ class StartHere:
         ev = self.evaluate(B, S, D)
         self.params = ev.params
         if self._figure is not None:
+            self._syncing = True  # moving the sliders to match must not re-enter this method
+            try:
+                for key, value in (("B", ev.params.B), ("S", ev.params.S), ("D", ev.params.D)):
+                    self.sliders[key].value = value
+            finally:
+                self._syncing = False
             self.readout.value = self.readout_html(ev)
             if ev.valid:
                 with self._figure.batch_update():
@@ -203,6 +210,8 @@ class StartHere:
         return ev
 
     def _on_slider(self, _change):
+        if self._syncing:
+            return
         s = self.sliders
         self.set_params(s["B"].value, s["S"].value, s["D"].value)
 
