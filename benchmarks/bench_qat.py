@@ -50,8 +50,9 @@ def ms_per_step(model, tok, ids, steps: int) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     tok = tiny.load_tokenizer()
     ids = encode(tok, load_split("train").texts[:2048], 64)
     base = tiny.build_tiny()
