@@ -50,6 +50,13 @@ template <typename T, unsigned N>
 struct vector {
     T v[N];
     T get(unsigned i) const { return v[i]; }
+    template <unsigned M>
+    vector<T, M> extract(unsigned idx) const {  // lanes [idx*M, (idx+1)*M)
+        static_assert(N % M == 0, "extract splits a vector into equal parts");
+        vector<T, M> r;
+        for (unsigned i = 0; i < M; ++i) r.v[i] = v[idx * M + i];
+        return r;
+    }
     template <typename U>
     vector<U, N> cast_to() const {
         static_assert(sizeof(U) == sizeof(T), "cast_to keeps the element width");
@@ -64,6 +71,13 @@ struct accum {
     long long v[N];
     static long long fit(long long x) {
         return Tag::bits == 32 ? static_cast<long long>(static_cast<int32>(x)) : x;
+    }
+    template <unsigned M>
+    accum<Tag, M> extract(unsigned idx) const {
+        static_assert(N % M == 0, "extract splits an accumulator into equal parts");
+        accum<Tag, M> r;
+        for (unsigned i = 0; i < M; ++i) r.v[i] = v[idx * M + i];
+        return r;
     }
     template <typename T>
     void from_vector(const vector<T, N>& a, int shift = 0) {
@@ -159,6 +173,23 @@ accum<Tag, N> mac(const accum<Tag, N>& acc, const vector<A, N>& a, const vector<
     accum<Tag, N> r;
     for (unsigned i = 0; i < N; ++i)
         r.v[i] = accum<Tag, N>::fit(acc.v[i] + static_cast<long long>(a.v[i]) * static_cast<long long>(b.v[i]));
+    return r;
+}
+
+// lanes [0, N-n) take lanes [n, N); the top n lanes are zero (callers read only the low lanes)
+template <typename T, unsigned N>
+vector<T, N> shuffle_down(const vector<T, N>& a, unsigned n) {
+    vector<T, N> r;
+    for (unsigned i = 0; i < N; ++i) r.v[i] = i + n < N ? a.v[i + n] : T(0);
+    return r;
+}
+
+template <typename T, unsigned N, typename... Rest>
+vector<T, N * (1 + sizeof...(Rest))> concat(const vector<T, N>& first, const Rest&... rest) {
+    vector<T, N * (1 + sizeof...(Rest))> r;
+    const vector<T, N>* parts[] = {&first, &rest...};
+    for (unsigned p = 0; p < 1 + sizeof...(Rest); ++p)
+        for (unsigned i = 0; i < N; ++i) r.v[p * N + i] = parts[p]->v[i];
     return r;
 }
 

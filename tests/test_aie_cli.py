@@ -30,7 +30,7 @@ def test_kernel_from_calibration_then_emulate(tmp_path, capsys):
     assert rc == 0
     m = json.loads((out / "kernel.json").read_text())
     assert m["params"] == {"B": 161, "S": 3, "D": 31}  # layer 1, head 1 of the file
-    assert (m["variant"], m["arch"], m["seq_len"], m["schedule"]) == ("u8-clb", "aie-mlv2", 64, "wide64")
+    assert (m["variant"], m["arch"], m["seq_len"], m["schedule"]) == ("u8-clb", "aie-mlv2", 64, "wide64s")
     src = (out / m["files"]["source"]).read_text()
     assert "aie::mac" in src and "aie::reduce_max" in src and "clb(" in src
 

@@ -402,11 +402,48 @@ def _lower_rows(k: Kernel, m: Machine, R: int, ir_types: dict):
                         prev[c.dst] = cur.carry(c, prev[c.dst], _name(c.value, r, f"_{t}"), f" r{r}.{t}")
                 for c in s.carries:
                     cur.where[_name(c.dst, r)] = prev[c.dst]
+            elif s.code in ("reduce_max", "reduce_add") and s.group > 1 and s.group == R:
+                if r == R - 1:  # one shared tree for the whole group, lowered once
+                    _group_reduce(cur, s, R)
             else:
                 _rename_op(cur, s, r, "")
     if cur.instrs:
         regions.append(("straight", "straight", cur, None))
     return regions
+
+
+def _group_reduce(lw: _Lowering, o: Op, R: int):
+    """R rows halve privately to a 1/R-register partial, pack, then share log2(P) segmented steps."""
+    m = lw.m
+    src = lw.ir_types[o.args[0]]
+    is_add = o.code == "reduce_add"
+    packs = []
+    for r in range(R):
+        x = lw.where.get(_name(o.args[0], r))
+        lanes, bits = src.lanes, src.bits
+        if src.acc:  # halve in the accumulator file, then one SRS to int32 lanes
+            while bits > m.alu_bits:
+                x = lw.emit(f"acc_add {o.dst} r{r}", "vector", 1, m.lat_alu, _d(x))
+                bits //= 2
+                lanes //= 2
+            x = lw.emit(f"srs {o.dst} r{r}", "move", 1, m.lat_srs, _d(x))
+            bits = lanes * 32
+        elem_bits = bits // lanes
+        P = max(1, (m.alu_bits // elem_bits) // R)
+        while lanes > P:
+            if bits <= m.alu_bits // 2:
+                x = lw.emit(f"shuffle {o.dst} r{r}", "vector", 1, m.lat_alu, _d(x))
+            x = lw.emit(f"{'add' if is_add else 'max'} {o.dst} r{r}", "vector", 1, m.lat_alu, _d(x))
+            lanes //= 2
+            bits //= 2
+        packs.append(lw.emit(f"pack {o.dst} r{r}", "move", 1, m.lat_move, _d(x)))
+    deps = packs
+    for _ in range(int(math.log2(P))):
+        sh = lw.emit(f"shuffle {o.dst} shared", "vector", 1, m.lat_alu, deps)
+        deps = [lw.emit(f"{'add' if is_add else 'max'} {o.dst} shared", "vector", 1, m.lat_alu, [sh, *deps])]
+    for r in range(R):
+        lw.where[_name(o.dst, r)] = lw.emit(f"extract {o.dst} r{r}", "move", 1, m.lat_move, deps)
+        lw.types[_name(o.dst, r)] = o.type
 
 
 def _name(n, r, suffix=""):

@@ -35,23 +35,45 @@ def _elem(t: VType) -> str:
 
 
 class _Printer:
-    def __init__(self, k: Kernel):
-        self.k = k
+    """Prints the IR for R rows at once: every row-dependent statement once per row (suffix _rN),
+    constants once. R > 1 lets grouped reductions share their tree across the rows."""
+
+    def __init__(self, k: Kernel, rows: int):
+        self.k, self.R = k, rows
         self.types: dict = {}
+        self.consts: set = set()
         self.lines: list[str] = []
 
-    def ptr(self, buf: str) -> str:
-        return _BUF_PTR[self.k.buffer(buf).role]
+    def nm(self, name: str, r: int) -> str:
+        if name in self.consts or self.R == 1:
+            return name
+        return f"{name}_r{r}"
+
+    def ptr(self, buf: str, r: int) -> str:
+        base = _BUF_PTR[self.k.buffer(buf).role]
+        return base if self.R == 1 else f"{base[:-4]}_r{r}"  # in_row -> in_r0
 
     def stmt(self, o: Op, ind: str, idx: str):
-        t, a, c = o.type, o.args, o.code
         if o.dst:
-            self.types[o.dst] = t
+            self.types[o.dst] = o.type
+        if o.code in ("const", "sconst"):
+            self.consts.add(o.dst)
+            self._one(o, ind, idx, 0)
+        elif o.code in ("reduce_max", "reduce_add") and o.group > 1 and o.group == self.R:
+            self._group_reduce(o, ind)
+        else:
+            for r in range(self.R):
+                self._one(o, ind, idx, r)
+
+    def _one(self, o: Op, ind: str, idx: str, r: int):
+        t, c = o.type, o.code
+        a = [self.nm(x, r) for x in o.args]
+        dst = self.nm(o.dst, r) if o.dst else None
         L = self.k.lanes
         if c == "load":
-            rhs = f"aie::load_v<{t.lanes}>({self.ptr(o.buf)} + {idx} * {L})"
+            rhs = f"aie::load_v<{t.lanes}>({self.ptr(o.buf, r)} + {idx} * {L})"
         elif c == "store":
-            self.lines.append(f"{ind}aie::store_v({self.ptr(o.buf)} + {idx} * {L}, {a[0]});")
+            self.lines.append(f"{ind}aie::store_v({self.ptr(o.buf, r)} + {idx} * {L}, {a[0]});")
             return
         elif c == "const":
             rhs = f"aie::broadcast<{_elem(t)}, {t.lanes}>({o.imm[0]})"
@@ -64,8 +86,8 @@ class _Printer:
         elif c in ("max", "min", "sub", "add"):
             rhs = f"aie::{c}({a[0]}, {a[1]})"
         elif c == "ups":
-            self.lines.append(f"{ind}{_ctype(t)} {o.dst};")
-            self.lines.append(f"{ind}{o.dst}.from_vector({a[0]}, 0);")
+            self.lines.append(f"{ind}{_ctype(t)} {dst};")
+            self.lines.append(f"{ind}{dst}.from_vector({a[0]}, 0);")
             return
         elif c == "mul":
             rhs = f"aie::mul<{t.acc}>({a[0]}, {a[1]})"
@@ -80,7 +102,7 @@ class _Printer:
         elif c == "reduce_max":
             rhs = f"aie::reduce_max({a[0]})"
         elif c == "reduce_add":
-            src = self.types[a[0]]
+            src = self.types[o.args[0]]
             rhs = (f"aie::reduce_add({a[0]}.to_vector<int32>(0))" if src.acc else f"aie::reduce_add({a[0]})")
         elif c == "sdiv":
             rhs = f"{a[0]} / {a[1]}  /* no divide unit: a software routine */"
@@ -97,7 +119,45 @@ class _Printer:
         else:
             raise NotImplementedError(f"the C++ emitter covers the HCCS kernels; op {c} is reference-only")
         q = "const " if c in ("const", "sconst") else ""
-        self.lines.append(f"{ind}{q}{_ctype(t)} {o.dst} = {rhs};")
+        self.lines.append(f"{ind}{q}{_ctype(t)} {dst} = {rhs};")
+
+    def _group_reduce(self, o: Op, ind: str):
+        """Each row halves to P = (512-bit lanes) / R lanes, the R partials are packed into one
+        register and reduced per P-lane segment with shuffle_down; row r's result is lane r*P."""
+        src = self.types[o.args[0]]
+        is_add = o.code == "reduce_add"
+        fn = "aie::add" if is_add else "aie::max"
+        elem = "int32" if src.acc else _elem(src)
+        P = (512 // (32 if src.acc else {"int8": 8, "uint8": 8, "int16": 16, "int32": 32}[src.elem])) // self.R
+        self.lines.append(f"{ind}// {o.code} of {self.R} rows with one shared tree tail ({P} lanes per row)")
+        parts = []
+        for r in range(self.R):
+            cur, lanes = self.nm(o.args[0], r), src.lanes
+            if src.acc:
+                while lanes > 16:  # halve in the accumulator file down to 512 bits
+                    half = lanes // 2
+                    nxt = f"{o.dst}_a{half}_r{r}"
+                    self.lines.append(f"{ind}aie::accum<{src.acc}, {half}> {nxt} = "
+                                      f"aie::add({cur}.extract<{half}>(0), {cur}.extract<{half}>(1));")
+                    cur, lanes = nxt, half
+                nxt = f"{o.dst}_v_r{r}"
+                self.lines.append(f"{ind}aie::vector<int32, {lanes}> {nxt} = {cur}.to_vector<int32>(0);")
+                cur = nxt
+            while lanes > P:
+                half = lanes // 2
+                nxt = f"{o.dst}_h{half}_r{r}"
+                self.lines.append(f"{ind}aie::vector<{elem}, {half}> {nxt} = "
+                                  f"{fn}({cur}.extract<{half}>(0), {cur}.extract<{half}>(1));")
+                cur, lanes = nxt, half
+            parts.append(cur)
+        pk = f"{o.dst}_pk"
+        self.lines.append(f"{ind}aie::vector<{elem}, {P * self.R}> {pk} = aie::concat({', '.join(parts)});")
+        step = P // 2
+        while step >= 1:
+            self.lines.append(f"{ind}{pk} = {fn}({pk}, aie::shuffle_down({pk}, {step}));")
+            step //= 2
+        for r in range(self.R):
+            self.lines.append(f"{ind}{_ctype(o.type)} {self.nm(o.dst, r)} = {pk}.get({r * P});")
 
     def body(self):
         k = self.k
@@ -105,8 +165,9 @@ class _Printer:
             if isinstance(s, Loop):
                 for c in s.carries:
                     t = self.types[c.init]
-                    self.lines.append(f"    {_ctype(t)} {c.dst} = {c.init};")
                     self.types[c.dst] = t
+                    for r in range(self.R):
+                        self.lines.append(f"    {_ctype(t)} {self.nm(c.dst, r)} = {self.nm(c.init, r)};")
                 prag = f"chess_unroll_loop({s.trips})" if s.unroll else "chess_prepare_for_pipelining"
                 self.lines.append(f"    // {s.label}: {s.trips} x {k.lanes} lanes")
                 self.lines.append(f"    for (int i = 0; i < {s.trips}; ++i) {prag} {{")
@@ -114,10 +175,29 @@ class _Printer:
                     self.stmt(o, "        ", "i")
                 for c in s.carries:
                     fn = {"max": "aie::max", "add": "aie::add"}[c.combine]
-                    self.lines.append(f"        {c.dst} = {fn}({c.dst}, {c.value});")
+                    for r in range(self.R):
+                        d, v = self.nm(c.dst, r), self.nm(c.value, r)
+                        self.lines.append(f"        {d} = {fn}({d}, {v});")
                 self.lines.append("    }")
             else:
                 self.stmt(s, "    ", "0")
+
+    def function(self, fname: str) -> list[str]:
+        self.body()
+        R = self.R
+        if R == 1:
+            head = ["    const int8* __restrict in_row = logits;", "    HCCS_OUT_T* __restrict out_row = probs;",
+                    "    int16* __restrict scratch_row = scratch;"]
+        else:
+            head = []
+            for r in range(R):
+                head += [f"    const int8* __restrict in_r{r} = logits + {r} * HCCS_SEQ_LEN;",
+                         f"    HCCS_OUT_T* __restrict out_r{r} = probs + {r} * HCCS_SEQ_LEN;",
+                         f"    int16* __restrict scratch_r{r} = scratch + {r} * HCCS_SEQ_LEN;"]
+        return [f"// {R} row(s): logits/probs/scratch hold {R} consecutive rows of HCCS_SEQ_LEN",
+                f"static inline __attribute__((always_inline)) void {fname}(",
+                "    const int8* __restrict logits, HCCS_OUT_T* __restrict probs, int16* __restrict scratch) {",
+                *head, *self.lines, "}", ""]
 
 
 def _package_version() -> str:
@@ -140,8 +220,6 @@ def emit(k: Kernel, version: str | None = None) -> Emitted:
     if k.family != "hccs":
         raise NotImplementedError("C++ emission covers the HCCS kernels; the bf16 references are cycle-model subjects")
     __version__ = _package_version()
-    pr = _Printer(k)
-    pr.body()
     out_t = _elem(VType(k.output.elem, 1))
     R = k.rows_per_iter
     p = k.params
@@ -159,9 +237,9 @@ def emit(k: Kernel, version: str | None = None) -> Emitted:
         f'#define HCCS_ARCH "{k.arch}"',
         "",
     ])
-    calls_block = "\n".join(
-        f"        hccs_row(logits + (row + {r}) * HCCS_SEQ_LEN, probs + (row + {r}) * HCCS_SEQ_LEN, scratch[{r}]);"
-        for r in range(R))
+    funcs = _Printer(k, R).function(f"hccs_rows{R}")
+    if R > 1:
+        funcs += _Printer(k, 1).function("hccs_rows1")
     src = "\n".join([
         f"// Generated by hccs_lab {version or __version__}: HCCS {k.variant}, schedule {k.schedule}, {k.arch}, n={k.n}.",
         f"// Head parameters B={p['B']} S={p['S']} D={p['D']} are compile-time constants (hccs_params.h).",
@@ -173,21 +251,17 @@ def emit(k: Kernel, version: str | None = None) -> Emitted:
         "#endif",
         '#include "hccs_params.h"',
         "",
-        "static inline __attribute__((always_inline)) void hccs_row(",
-        "    const int8* __restrict in_row, HCCS_OUT_T* __restrict out_row, int16* __restrict scratch_row) {",
-        *pr.lines,
-        "}",
-        "",
+        *funcs,
         f"// Processes `rows` rows of HCCS_SEQ_LEN int8 logits; {R} row(s) per trip of the row loop.",
         f"void {k.name}(const int8* __restrict logits, HCCS_OUT_T* __restrict probs, int rows) {{",
         f"    aie::set_rounding(aie::rounding_mode::{k.rounding});",
         f"    aie::set_saturation(aie::saturation_mode::{k.saturation});",
-        f"    alignas(64) static int16 scratch[{R}][HCCS_SEQ_LEN];",
+        f"    alignas(64) static int16 scratch[{R} * HCCS_SEQ_LEN];",
         "    int row = 0;",
-        f"    for (; row + {R} <= rows; row += {R}) chess_prepare_for_pipelining {{",
-        calls_block,
-        "    }",
-        "    for (; row < rows; ++row) hccs_row(logits + row * HCCS_SEQ_LEN, probs + row * HCCS_SEQ_LEN, scratch[0]);",
+        f"    for (; row + {R} <= rows; row += {R}) chess_prepare_for_pipelining",
+        f"        hccs_rows{R}(logits + row * HCCS_SEQ_LEN, probs + row * HCCS_SEQ_LEN, scratch);",
+        *([ "    for (; row < rows; ++row)",
+            "        hccs_rows1(logits + row * HCCS_SEQ_LEN, probs + row * HCCS_SEQ_LEN, scratch);"] if R > 1 else []),
         "}",
         "",
     ])

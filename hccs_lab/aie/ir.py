@@ -119,10 +119,16 @@ class Op:
     args: tuple = ()
     imm: tuple = ()
     buf: str | None = None
+    # reductions only: the rows interleaved in one row-loop trip share the last levels of the
+    # reduction tree (each row halves privately, the partials are packed into one vector and
+    # reduced segment-wise). The values are those of a per-row reduction; only the code differs.
+    group: int = 1
 
     def __post_init__(self):
         if self.code not in OPCODES:
             raise ValueError(f"unknown op code {self.code!r}")
+        if self.group not in (1, 2, 4, 8) or (self.group > 1 and self.code not in ("reduce_max", "reduce_add")):
+            raise ValueError(f"group {self.group} is only for integer reductions, with 1, 2, 4 or 8 rows")
         if self.dst is not None:
             check_ident(self.dst, "value name")
         for a in self.args:

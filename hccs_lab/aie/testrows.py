@@ -5,19 +5,27 @@ import numpy as np
 
 
 def hard_rows(n: int, count: int, seed: int) -> np.ndarray:
-    """Random rows mixed with the hard cases: ties at the max, one max, all equal, -128/127 extremes."""
+    """Random rows mixed with the hard cases, about 1/7 each: uniform; close to the max (distances
+    below any clip); all equal; only -128/127 (d = 255 must wrap right in uint8); a single 127
+    among -128s; half the row tied at 127."""
     rng = np.random.default_rng(seed)
-    x = rng.integers(-128, 128, size=(count, n)).astype(np.int8)
     kind = rng.integers(0, 7, size=count)
-    narrow = rng.integers(90, 128, size=(count, n)).astype(np.int8)  # close to the max: unclipped d
-    x[kind == 1] = narrow[kind == 1]
-    x[kind == 2] = rng.integers(-128, 128, size=(int((kind == 2).sum()), 1)).astype(np.int8)  # all equal
-    ext = rng.choice(np.array([-128, 127], dtype=np.int8), size=(count, n))
-    x[kind == 3] = ext[kind == 3]  # only the two extremes: d = 255 wraps correctly in uint8
-    single = np.full((count, n), -128, np.int8)
-    single[np.arange(count), rng.integers(0, n, count)] = 127  # a single max, everything else far
-    x[kind == 4] = single[kind == 4]
-    ties = narrow.copy()
-    ties[:, : n // 2] = 127  # half the row tied at the max
-    x[kind == 5] = rng.permuted(ties[kind == 5], axis=1)
+    x = rng.integers(-128, 128, size=(count, n), dtype=np.int8)
+
+    def rows(k):
+        return np.flatnonzero(kind == k)
+
+    r = rows(1)
+    x[r] = rng.integers(90, 128, size=(r.size, n), dtype=np.int8)
+    r = rows(2)
+    x[r] = rng.integers(-128, 128, size=(r.size, 1), dtype=np.int8)
+    r = rows(3)
+    x[r] = np.where(rng.random((r.size, n)) < 0.5, np.int8(-128), np.int8(127))
+    r = rows(4)
+    x[r] = -128
+    x[r, rng.integers(0, n, r.size)] = 127
+    r = rows(5)
+    t = rng.integers(90, 128, size=(r.size, n), dtype=np.int8)
+    t[np.argsort(rng.random((r.size, n)), axis=1) < n // 2] = 127  # a random half of each row at the max
+    x[r] = t
     return x

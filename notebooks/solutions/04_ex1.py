@@ -13,4 +13,5 @@ for n in (32, 64, 128, 256):
 # The division is a ~74-cycle software routine on the scalar unit, and a call inside the row loop
 # stops software pipelining: at n=32 it dominates the row. With 4 rows per trip the four
 # divisions still serialise on the scalar slot, but each row's vector work hides under the
-# others' divisions, so wide64 gains more for div than for clb (which is already pipelined).
+# others' divisions, so wide64 gains more for div than for clb (which is already pipelined);
+# wide64s also shares the reduction-tree tails of its 4 rows, which helps both.

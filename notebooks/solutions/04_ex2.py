@@ -19,10 +19,10 @@ except Exception as e:  # pragma: no cover - offline model missing
 
 p = HCCSParams(200, 3, 40)
 outs = {}
-for schedule in ("paper", "wide64"):
+for schedule in ("paper", "wide64s"):
     y, rep = emulate(hccs_kernel(p, "u8-clb", "aie-ml", n, schedule), x)
     outs[schedule] = y
     busiest = max(rep.slot_busy, key=rep.slot_busy.get)
     print(f"{schedule:<7} {rep.cycles_per_row:6.1f} cycles/row, busiest slot {busiest} "
           f"({rep.slot_busy[busiest]} issues/row), all slots {rep.slot_busy}")
-print("identical outputs:", np.array_equal(outs["paper"], outs["wide64"]))
+print("identical outputs:", np.array_equal(outs["paper"], outs["wide64s"]))

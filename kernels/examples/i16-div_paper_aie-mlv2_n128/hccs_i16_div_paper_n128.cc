@@ -8,8 +8,12 @@
 #endif
 #include "hccs_params.h"
 
-static inline __attribute__((always_inline)) void hccs_row(
-    const int8* __restrict in_row, HCCS_OUT_T* __restrict out_row, int16* __restrict scratch_row) {
+// 1 row(s): logits/probs/scratch hold 1 consecutive rows of HCCS_SEQ_LEN
+static inline __attribute__((always_inline)) void hccs_rows1(
+    const int8* __restrict logits, HCCS_OUT_T* __restrict probs, int16* __restrict scratch) {
+    const int8* __restrict in_row = logits;
+    HCCS_OUT_T* __restrict out_row = probs;
+    int16* __restrict scratch_row = scratch;
     const aie::vector<int8, 32> neg_inf = aie::broadcast<int8, 32>(-128);
     aie::vector<int8, 32> vmax = neg_inf;
     // pass_max: 4 x 32 lanes
@@ -58,10 +62,8 @@ static inline __attribute__((always_inline)) void hccs_row(
 void hccs_i16_div_paper_n128(const int8* __restrict logits, HCCS_OUT_T* __restrict probs, int rows) {
     aie::set_rounding(aie::rounding_mode::floor);
     aie::set_saturation(aie::saturation_mode::saturate);
-    alignas(64) static int16 scratch[1][HCCS_SEQ_LEN];
+    alignas(64) static int16 scratch[1 * HCCS_SEQ_LEN];
     int row = 0;
-    for (; row + 1 <= rows; row += 1) chess_prepare_for_pipelining {
-        hccs_row(logits + (row + 0) * HCCS_SEQ_LEN, probs + (row + 0) * HCCS_SEQ_LEN, scratch[0]);
-    }
-    for (; row < rows; ++row) hccs_row(logits + row * HCCS_SEQ_LEN, probs + row * HCCS_SEQ_LEN, scratch[0]);
+    for (; row + 1 <= rows; row += 1) chess_prepare_for_pipelining
+        hccs_rows1(logits + row * HCCS_SEQ_LEN, probs + row * HCCS_SEQ_LEN, scratch);
 }

@@ -7,5 +7,5 @@
 #define HCCS_S 3
 #define HCCS_D 40
 #define HCCS_OUT_T uint8
-#define HCCS_ENTRY hccs_u8_clb_wide64_n128
+#define HCCS_ENTRY hccs_u8_clb_wide64s_n128
 #define HCCS_ARCH "aie-ml"
