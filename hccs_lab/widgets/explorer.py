@@ -199,7 +199,9 @@ class HeadExplorer:
                   go.Scatter(name="p10-p90", x=[], y=[], mode="lines", line=dict(width=0), fill="tonexty",
                              fillcolor="rgba(31,119,180,0.25)"),
                   go.Scatter(name="mean", x=[], y=[], mode="lines+markers", line=dict(color="#1f77b4"))],
-            layout=go.Layout(xaxis_title="key rank", yaxis=dict(title="softmax probability", type="log"), height=300,
+            # below 1e-6 nothing matters for int8 outputs; the axis stops there so the top ranks stay readable
+            layout=go.Layout(xaxis_title="key rank", yaxis=dict(title="softmax probability", type="log", range=[-6, 0.05]),
+                             height=300,
                              width=560, margin=dict(l=50, r=20, t=50, b=40)),
         )
         self.metric_dropdown = W.Dropdown(options=[(v, k) for k, v in METRICS.items()], value=self.metric,
@@ -249,7 +251,8 @@ class HeadExplorer:
         l, h = self.layer, self.head
         kind = "broad" if s.broad[l, h] else "focused"
         per_layer = "".join(
-            f"<tr><td>layer {k}</td><td>{int(s.broad[k].sum())}</td><td>{int((~s.broad[k]).sum())}</td></tr>"
+            f"<tr><td style='padding:0 10px'>layer {k}</td><td style='padding:0 10px'>{int(s.broad[k].sum())}</td>"
+            f"<td style='padding:0 10px'>{int((~s.broad[k]).sum())}</td></tr>"
             for k in range(self.bank.n_layers))
         self.split_html.value = (
             f"<div><b>broad</b> {len(broad)} heads, <b>focused</b> {len(focused)} heads "

@@ -222,14 +222,14 @@ class ClipSlopePlayground:
         self.prob_fig.add_class(PLOT_CLASS)
         self.map_fig = go.FigureWidget(
             data=[go.Heatmap(name="log10 mean KL", z=[[0]], x=list(range(128)), y=list(range(128)),
-                             colorscale="Viridis", colorbar=dict(title="log10 KL"),
+                             colorscale="Viridis", colorbar=dict(title=dict(text="log10<br>KL"), thickness=14),
                              hovertemplate="S=%{x} D=%{y}: log10 KL %{z:.2f}<extra></extra>"),
                   go.Scatter(name="current", x=[S], y=[D], mode="markers",
                              marker=dict(symbol="circle-open", size=14, color="white", line=dict(width=3))),
                   go.Scatter(name="best on map", x=[], y=[], mode="markers",
                              marker=dict(symbol="star", size=12, color="orange"))],
             layout=go.Layout(title="mean KL over (S, D), i16+div", xaxis_title="slope S", yaxis_title="clip D",
-                             height=360, width=460, showlegend=False, margin=dict(l=50, r=20, t=50, b=40)),
+                             height=360, width=480, showlegend=False, margin=dict(l=50, r=10, t=50, b=40)),
         )
         self.map_fig.add_class(MAP_CLASS)
 
@@ -288,6 +288,9 @@ class ClipSlopePlayground:
                         self.map_z = np.ascontiguousarray(np.log10(m.T))
                     # as a plotly.js typed-array spec: one base64 string instead of 16k list items to walk
                     self.map_fig.data[0].z = typed_array(self.map_z)
+                    # colour the two decades above the best point: that is where the choice is made
+                    lo = float(np.nanmin(self.map_z[np.isfinite(self.map_z)])) if np.isfinite(self.map_z).any() else 0.0
+                    self.map_fig.data[0].zmin, self.map_fig.data[0].zmax = lo, lo + 2.0
                     self._map_shown = (B, self.scale)
                     bS, bD = np.unravel_index(np.nanargmin(m), m.shape)
                     self.map_fig.data[2].x, self.map_fig.data[2].y = [int(bS)], [int(bD)]
