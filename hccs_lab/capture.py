@@ -440,14 +440,15 @@ def capture_logits(
     finally:
         model.train(was_training)
     count = res.count
+    trim = (lambda a: a[:count].copy()) if count < cap else (lambda a: a)  # do not pin unused capacity
     return LogitBank(
         model_name=loaded.name,
         n_texts=len(texts),
         seq_len=n,
-        logits=logits[:, :count],
-        mask=mask[:count],
-        text_index=text_index[:count],
-        query_pos=query_pos[:count],
+        logits=logits[:, :count].copy() if count < cap else logits,
+        mask=trim(mask),
+        text_index=trim(text_index),
+        query_pos=trim(query_pos),
         rows_seen=res.seen,
         max_rows_per_head=cap,
         seed=seed,
