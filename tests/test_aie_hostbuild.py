@@ -17,10 +17,11 @@ except NoCompiler:
     HAVE_CXX = False
 needs_cxx = pytest.mark.skipif(not HAVE_CXX, reason="no C++ compiler on this machine: host build check cannot run")
 
-# every variant, two n, both archs, every schedule somewhere (10 compiles, cached by source hash)
+# every variant, two n, both archs, every schedule somewhere (11 compiles, cached by source hash)
 CASES = [(v, 64, "aie-ml", "wide64s", HCCSParams(300, 4, 60)) for v in HCCS_VARIANTS] + \
         [(v, 128, "aie-mlv2", "paper", HCCSParams(200, 3, 40)) for v in HCCS_VARIANTS] + \
         [("i16-clb", 256, "aie-ml", "wide64", HCCSParams(100, 2, 45)),
+         ("i16-clb", 32, "aie-mlv2", "wide64s", HCCSParams(500, 3, 90)),  # 32-lane shared tree
          ("u8-div", 32, "aie-ml", "wide64x1", HCCSParams(2, 1, 2))]  # 32-bit reciprocal path
 
 
