@@ -391,8 +391,13 @@ def _knots(groups, D: np.ndarray, u: np.ndarray, weights: str = "w") -> np.ndarr
     return out - slack - 1e-9 * np.abs(out)
 
 
-def grid_search(stats: RowStats, seq_len: int, B_max: int | None = None, dedupe: bool | None = None) -> SearchResult:
-    """The candidate in `valid_region(seq_len, B_max)` with the lowest exact mean KL, with proof by bound."""
+def grid_search(stats: RowStats, seq_len: int, B_max: int | None = None, dedupe: bool | None = None,
+                subset=None) -> SearchResult:
+    """The candidate in `valid_region(seq_len, B_max)` with the lowest exact mean KL, with proof by bound.
+
+    `subset(cands) -> bool mask` restricts the search to part of the set (the gradient polish uses
+    it for a neighbourhood); the result is then that part's exact optimum.
+    """
     t0 = time.perf_counter()
     if stats.max_keys > seq_len:
         raise ValueError(f"rows have up to {stats.max_keys} keys, more than seq_len={seq_len}")
@@ -445,9 +450,14 @@ def grid_search(stats: RowStats, seq_len: int, B_max: int | None = None, dedupe:
     Fz[1:] = _knots(groups, Dz_all, 1.0 / Dz_all, weights="wz")
     ub[z] = agg[z] - Wz[D[z]] * region.log_B[z] - Fz[D[z]]
     lb = (stats.neg_entropy - ub) / stats.n_rows
+    if subset is not None:
+        lb[~np.asarray(subset(cands), bool)] = np.inf
+        if not np.isfinite(lb).any():
+            raise ValueError("the subset holds no valid candidate")
 
     # a first incumbent from the most promising candidates, then finer chords where still needed
     seed = np.argpartition(lb, 127)[:128] if K > 128 else np.arange(K)
+    seed = seed[np.isfinite(lb[seed])]
     seed_kl = exact_kl(stats, cands[seed], groups if dedupe else None)
     j = int(np.argmin(seed_kl))
     best_kl, best_i, evaluated = float(seed_kl[j]), int(seed[j]), len(seed)
@@ -495,96 +505,118 @@ class Relaxed:
     kl_float: float
 
 
-def relax(groups_rows: Sequence[Sequence[tuple]], steps: int = 150, lr: float = 0.08) -> list[Relaxed]:
-    """Fit (u, D) per group with Adam on the float HCCS (one shared set per group of rows).
+def relax(groups: Sequence[RowStats], steps: int = 100, lr: float = 0.08) -> list[Relaxed]:
+    """Fit a real-valued (u, D) per group of rows with Adam: the continuous relaxation of (B, S, D).
 
-    `groups_rows[g]` is a list of (logits [R, n] float, mask [R, n] bool, scale) blocks whose rows
-    share the group's parameters. The float model is `hccs_float` with B = 1 (after normalisation
-    only S/B and D matter), parameterised so every point is valid: D = softplus(a) in quantized steps
-    (the clip), u = sigmoid(b) / D so that B - S*D >= 0. KL uses the same 2**-16 floor as metrics.kl.
-    All groups run in one batched forward pass.
+    The model is the real-valued HCCS on the int8 grid (`hccs_float` of the dequantized logits, B = 1
+    since only S/B and D matter after normalisation): s(e) = 1 - u*min(e, D) for a key e steps below
+    its row max, with D real. It is parameterised so every point is valid: D = 127*sigmoid(a),
+    u = sigmoid(b)/D (so 1 - u*D > 0). Through the row statistics its KL costs O(rows + 256) per
+    evaluation instead of O(rows * n): with Pbar the summed mass histogram,
+
+        sum_r cross_r = sum_e Pbar[e] log s(e) - sum_r w_r log(N_r - u T_r(D)),
+
+    and T_r(D) is linear in D between integers (min(e, D) is, for integer e), so interpolating the
+    integer T table is exact. The 2**-16 floor is applied to log(s(e)/Zbar) with Zbar the mean
+    normaliser (the per-row floor would cost O(rows * 256)); the exact integer polish that follows
+    uses the true objective. The scale is not a free variable: in the float model it only rescales u
+    and D, so the head's int8 scale stays and D absorbs the rest (D <= 127 is the integer limit).
+    Each group starts from the best point of a small (D, u*D) grid, then Adam runs on all groups in
+    one batched pass.
     """
     import torch
 
-    from .surrogate import hccs_float
-
-    blocks = []  # (group index, logits tensor, mask, per-row scale)
-    for g, rows in enumerate(groups_rows):
-        for logits, mask, scale in rows:
-            keep = np.asarray(mask).any(-1)
-            blocks.append((g, np.asarray(logits, np.float32)[keep], np.asarray(mask)[keep], float(scale)))
-    n = max(b[1].shape[1] for b in blocks)
-    G = len(groups_rows)
-    lg = torch.tensor(np.concatenate([np.pad(b[1], ((0, 0), (0, n - b[1].shape[1]))) for b in blocks]))
-    mk = torch.tensor(np.concatenate([np.pad(b[2], ((0, 0), (0, n - b[2].shape[1]))) for b in blocks]))
-    gid = torch.tensor(np.concatenate([np.full(len(b[1]), b[0]) for b in blocks]))
-    sc = torch.tensor(np.concatenate([np.full(len(b[1]), b[3]) for b in blocks]), dtype=torch.float32)[:, None]
-    rows_per_group = torch.bincount(gid, minlength=G).clamp(min=1).float()
-    with torch.no_grad():
-        from .surrogate import softmax as _sm
-
-        p = _sm(lg.double(), mk)
-        plogp = torch.where(p > 0, p * torch.log(torch.where(p > 0, p, torch.ones_like(p))), torch.zeros_like(p)).sum(-1)
-    a = torch.full((G,), math.log(math.expm1(60.0)), dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(G, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.Adam([a, b], lr=lr)
+    G = len(groups)
+    R = max(g.n_rows for g in groups)
+    e = torch.arange(N_DIST, dtype=torch.float64)
+    P = torch.tensor(np.stack([g.mass_hist for g in groups]))  # [G, 256]
+    N = torch.zeros(G, R, dtype=torch.float64)
+    w = torch.zeros(G, R, dtype=torch.float64)
+    T = torch.zeros(G, N_CLIP + 1, R, dtype=torch.float64)
+    for i, g in enumerate(groups):
+        N[i, :g.n_rows] = torch.from_numpy(g.N.astype(np.float64))
+        w[i, :g.n_rows] = torch.from_numpy(g.w)
+        T[i, :N_CLIP, :g.n_rows] = torch.from_numpy(g.T.astype(np.float64))
+        # T(128) for interpolation up to D = 127 exactly (never reached: D < 127 strictly)
+        T[i, N_CLIP, :g.n_rows] = T[i, N_CLIP - 1, :g.n_rows]
+    N = torch.where(N > 0, N, torch.ones_like(N))  # padded rows carry w = 0
+    negent = torch.tensor([g.neg_entropy for g in groups], dtype=torch.float64)
+    rows = torch.tensor([g.n_rows for g in groups], dtype=torch.float64)
     floor = math.log(2.0 ** -16)
+    gi = torch.arange(G)
 
-    def loss_fn():
-        D = torch.nn.functional.softplus(a) + 1e-3
-        u = torch.sigmoid(b) / D
-        q = hccs_float(lg.double(), (torch.ones(1, dtype=torch.float64), u[gid][:, None], D[gid][:, None]), sc.double(), mk)
-        cross = (p * torch.clamp(torch.log(q.clamp(min=1e-300)), min=floor)).sum(-1)
-        per_group = torch.zeros(G, dtype=torch.float64).index_add(0, gid, plogp - cross) / rows_per_group
-        return per_group
+    def kl_of(D, u):  # D, u: [G] or [G, M] -> KL per entry
+        shape = D.shape
+        D2, u2 = D.reshape(G, -1), u.reshape(G, -1)
+        j = D2.detach().floor().clamp(0, N_CLIP - 1).long()
+        fr = D2 - j
+        Tj = T[gi[:, None], j]  # [G, M, R]
+        Tj1 = T[gi[:, None], j + 1]
+        Tr = Tj + fr[..., None] * (Tj1 - Tj)
+        Z = N[:, None, :] - u2[..., None] * Tr  # [G, M, R]
+        logZ = torch.log(Z)
+        zbar = ((w[:, None, :] * logZ).sum(-1) / w.sum(-1, keepdim=True)).detach()
+        s = 1 - u2[..., None] * torch.minimum(e, D2[..., None])  # [G, M, 256]
+        logs = torch.clamp(torch.log(s.clamp(min=1e-300)), min=floor + zbar[..., None])
+        cross = (P[:, None, :] * logs).sum(-1) - (w[:, None, :] * logZ).sum(-1)
+        return ((negent[:, None] - cross) / rows[:, None]).reshape(shape)
+
+    with torch.no_grad():  # starting points: a small grid in (D, u*D)
+        Dg = torch.tensor([2.0, 4, 8, 16, 32, 64, 100, 126], dtype=torch.float64)
+        fg = torch.tensor([0.2, 0.5, 0.8, 0.95], dtype=torch.float64)
+        DD, FF = torch.meshgrid(Dg, fg, indexing="ij")
+        DD, FF = DD.reshape(-1), FF.reshape(-1)
+        k0 = kl_of(DD.expand(G, -1).contiguous(), (FF / DD).expand(G, -1).contiguous())
+        best = k0.argmin(1)
+        D0, f0 = DD[best], FF[best]
+    a = torch.logit(D0 / 127).clone().requires_grad_(True)
+    b = torch.logit(f0).clone().requires_grad_(True)
+    opt = torch.optim.Adam([a, b], lr=lr)
+
+    def params():
+        D = 127 * torch.sigmoid(a)
+        return D, torch.sigmoid(b) / D
 
     for _ in range(steps):
         opt.zero_grad()
-        per_group = loss_fn()
-        per_group.sum().backward()
+        D, u = params()
+        kl_of(D[:, None], u[:, None]).sum().backward()
         opt.step()
     with torch.no_grad():
-        per_group = loss_fn()
-        D = torch.nn.functional.softplus(a) + 1e-3
-        u = torch.sigmoid(b) / D
-    return [Relaxed(float(u[g]), float(D[g]), float(per_group[g])) for g in range(G)]
+        D, u = params()
+        k = kl_of(D[:, None], u[:, None])[:, 0]
+    return [Relaxed(float(u[i]), float(D[i]), float(k[i])) for i in range(G)]
 
 
 def polish(stats: RowStats, seq_len: int, u: float, D: float, B_max: int | None = None, max_rounds: int = 50) -> SearchResult:
     """Round a relaxed (u, D) to integers and improve it by exact local search.
 
-    First every B with S in {round(u*B) - 1 .. + 1} and D within 3 of the relaxed clip (the integer
-    points along the relaxed shape), then coordinate moves of +-1 in (B, S, D) until none helps.
+    First the exact optimum (by the grid's bound) of the integer points along the relaxed shape:
+    every B with S within 1.5 of u*B and D within 3 of the relaxed clip; then coordinate moves of
+    +-1 in (B, S, D) until none helps.
     """
     t0 = time.perf_counter()
     top = max_base(seq_len) if B_max is None else min(max_base(seq_len), int(B_max))
-    groups = stats.groups(stats.n_rows > 4096)
-    D0 = int(round(min(max(D, 0.0), 127.0)))
-    Bs = np.arange(1, top + 1)
-    cand = []
-    for Dc in range(max(0, D0 - 3), min(127, D0 + 3) + 1):
-        for dS in (-1, 0, 1):
-            S = np.clip(np.rint(u * Bs).astype(np.int64) + dS, 0, 127)
-            cand.append(np.stack([Bs, S, np.full_like(Bs, Dc)], 1))
-    cand = np.unique(np.concatenate(cand), axis=0)
-    cand = cand[_valid_mask(cand, seq_len, top)]
-    kl = exact_kl(stats, cand, groups)
-    evaluated = len(cand)
-    j = int(np.argmin(kl))
-    best, best_kl = cand[j], float(kl[j])
+    D0 = min(max(D, 0.0), 127.0)
+
+    def near(c):
+        return (np.abs(c[:, 2] - D0) <= 3.0) & (np.abs(c[:, 1] - u * c[:, 0]) <= 1.5)
+
+    first = grid_search(stats, seq_len, B_max=B_max, subset=near)
+    best, best_kl, evaluated = np.array([first.params.B, first.params.S, first.params.D]), first.kl, first.evaluated
     moves = np.array([(dB, dS, dD) for dB in (-1, 0, 1) for dS in (-1, 0, 1) for dD in (-1, 0, 1) if (dB, dS, dD) != (0, 0, 0)])
     for _ in range(max_rounds):
         nb = best[None, :] + moves
         nb = nb[_valid_mask(nb, seq_len, top)]
         if len(nb) == 0:
             break
-        kl = exact_kl(stats, nb, groups)
+        kl = exact_kl(stats, nb)
         evaluated += len(nb)
         j = int(np.argmin(kl))
         if kl[j] >= best_kl:
             break
         best, best_kl = nb[j], float(kl[j])
-    return SearchResult(HCCSParams(*(int(v) for v in best)), best_kl, len(_region(top).cands), evaluated, time.perf_counter() - t0)
+    return SearchResult(HCCSParams(*(int(v) for v in best)), best_kl, first.candidates, evaluated, time.perf_counter() - t0)
 
 
 def _valid_mask(c: np.ndarray, seq_len: int, top: int) -> np.ndarray:
@@ -612,7 +644,7 @@ def calibrate_rows(logits, mask, seq_len: int, method: str = "grid", scale: floa
         if method == "grid":
             res = grid_search(stats, seq_len, B_max=B_max)
         else:
-            rel = relax([[(logits, mask, sc)]])[0]
+            rel = relax([stats])[0]
             res = polish(stats, seq_len, rel.u, rel.D, B_max=B_max)
         if best is None or res.kl < best[2]:
             best = (res.params, sc, res.kl)
@@ -986,9 +1018,9 @@ def calibrate(bank, seq_len: int | None = None, granularity: str = "head", metho
     candidates = len(_region(max_base(seq_len) if B_max is None else min(max_base(seq_len), B_max)).cands)
     if granularity == "head":
         if method == "gradient":
-            rel = relax([[(*rows_of[k], base_scale[k])] for k in keys])
-            for k, r in zip(keys, rel):
-                st = row_stats(*rows_of[k], base_scale[k])
+            sts = [row_stats(*rows_of[k], base_scale[k]) for k in keys]
+            rel = relax(sts)
+            for k, r, st in zip(keys, rel, sts):
                 res = polish(st, seq_len, r.u, r.D, B_max=B_max)
                 result[k] = (res.params, base_scale[k], st)
                 rows_total += st.n_rows
@@ -1009,10 +1041,11 @@ def calibrate(bank, seq_len: int | None = None, granularity: str = "head", metho
         pools = {}
         for k in keys:
             pools.setdefault(k[0] if granularity == "layer" else 0, []).append(k)
+        pooled_stats = [pool_stats([stats[k] for k in ks]) for ks in pools.values()]
         if method == "gradient":
-            rel = relax([[(*rows_of[k], base_scale[k]) for k in ks] for ks in pools.values()])
+            rel = relax(pooled_stats)
         for i, (g, ks) in enumerate(pools.items()):
-            pooled = pool_stats([stats[k] for k in ks])
+            pooled = pooled_stats[i]
             if method == "grid":
                 res = grid_search(pooled, seq_len, B_max=B_max)
             else:
