@@ -116,3 +116,14 @@ def test_modulo_schedule_reaches_the_resource_bound():
     assert max(r["stage"] for r in rows) >= 1  # rows overlap across trips
     with pytest.raises(ValueError, match="not software-pipelined"):
         steady_state_view(hccs_kernel(HCCSParams(100, 2, 30), "i16-div", "aie-ml", 128))
+
+
+def test_total_cycles_counts_whole_trips_and_pipeline_fill():
+    rep = estimate(hccs_kernel(HCCSParams(100, 2, 30), "u8-clb", "aie-ml", 128, "wide64s"))
+    per_trip = rep.cycles_per_row * 4
+    fill = rep.regions[0].iter_len - per_trip
+    assert fill > 0
+    assert rep.total_cycles(8) == 2 * per_trip + fill
+    assert rep.total_cycles(9) == 3 * per_trip + fill  # a partial trip costs a whole one
+    div = estimate(hccs_kernel(HCCSParams(100, 2, 30), "i16-div", "aie-ml", 128, "paper"))
+    assert div.total_cycles(10) == 10 * div.cycles_per_row  # not pipelined: rows back to back

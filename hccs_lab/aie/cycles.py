@@ -348,6 +348,15 @@ class CycleReport:
     regions: list
     slot_busy: dict
     notes: list
+    rows_per_iter: int = 1
+
+    def total_cycles(self, rows: int) -> float:
+        """One kernel call over `rows` rows: whole row-loop trips, plus the software pipeline's
+        fill and drain (one trip's latency minus one II) when the row loop is pipelined."""
+        trips = -(-rows // self.rows_per_iter)
+        per_trip = self.cycles_per_row * self.rows_per_iter
+        fill = max(0, self.regions[0].iter_len - per_trip) if self.row_loop_pipelined else 0
+        return trips * per_trip + fill
 
     @property
     def elements_per_cycle(self) -> float:
@@ -536,7 +545,7 @@ def estimate(k: Kernel, machine: Machine | None = None, clock_ghz: float | None 
         notes.append(f"row loop not software-pipelined ({why}): regions run back to back")
     slot_busy = {s: round(v / R, 2) for s, v in busy.items() if v}
     return CycleReport(k.name, k.variant, k.schedule, m.name, k.n, k.lanes, m.clock_ghz, cycles,
-                       straight_only and not has_call, out_regions, slot_busy, notes)
+                       straight_only and not has_call, out_regions, slot_busy, notes, R)
 
 
 def _iter_ops(k):
