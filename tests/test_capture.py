@@ -383,3 +383,27 @@ def test_capture_rejects_bad_input(minilm):
         capture_logits(minilm, [], progress=False)
     with pytest.raises(ValueError, match="max_rows_per_head"):
         capture_logits(minilm, ["fine"], max_rows_per_head=0, progress=False)
+
+
+def test_load_accepts_a_local_folder_and_rejects_unknown_names(minilm, tmp_path):
+    from transformers import GPT2Config, GPT2Model
+
+    from hccs_lab.models import KNOWN_MODELS
+
+    torch.manual_seed(0)
+    model = GPT2Model(GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=len(minilm.tokenizer), n_positions=64))
+    model.save_pretrained(tmp_path / "tiny-gpt2")
+    minilm.tokenizer.save_pretrained(tmp_path / "tiny-gpt2")
+    loaded = load(tmp_path / "tiny-gpt2")
+    assert (loaded.name, loaded.n_layers, loaded.n_heads, loaded.causal) == ("tiny-gpt2", 2, 2, True)
+    assert loaded.model.config._attn_implementation == "hccs_lab" and not loaded.model.training
+    with pytest.raises(ValueError) as e:
+        load("bert-base-uncased")
+    assert all(name in str(e.value) for name in KNOWN_MODELS)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        load(tmp_path / "empty")
+    with pytest.raises(TypeError, match="tokenizer"):
+        load((model, None))
+    with pytest.raises(TypeError, match="name, a folder path"):
+        load(3)
