@@ -310,3 +310,40 @@ def test_cli_refuses_bad_arguments(tmp_path, capsys):
     assert main(["calibrate", "--out", str(tmp_path)]) == 2
     assert "is a directory" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# figure data (the notebook's plots draw these)
+
+
+def test_fidelity_data_against_direct_computation(calibration):
+    from hccs_lab.widgets import calibration_plots as P
+
+    bank = make_bank(4, L=2, H=3)
+    r = bank[1, 2]
+    params, scale = calibration.params(1, 2), calibration.scale(1, 2)
+    d = P.fidelity_data(r.logits, r.mask, params, scale)
+    keep = r.mask.any(-1)
+    p = softmax(r.logits[keep].astype(np.float64), r.mask[keep])
+    q = hccs_int(quantize_logits(r.logits[keep], scale, r.mask[keep]), params, mask=r.mask[keep]) / 32767.0
+    # rank 1 is each row's softmax max; HCCS gives that key B * (32767 // Z) / 32767
+    top = p.argmax(-1)
+    assert d["softmax"][0] == pytest.approx(p.max(-1).mean())
+    assert d["hccs"][0] == pytest.approx(q[np.arange(len(q)), top].mean())
+    assert d["count"][0] == keep.sum()
+    assert d["kl"] == pytest.approx(calibration.entry(1, 2).kl_after, abs=1e-12)
+    assert np.all(np.diff(d["softmax"][np.isfinite(d["softmax"])]) <= 1e-12)  # sorted by softmax
+    fig = P.fidelity_figure({"a": (r.logits, r.mask, params, scale), "b": (r.logits, r.mask, params, scale)})
+    assert len(fig.data) == 4
+
+
+def test_comparison_table_and_heatmap(calibration):
+    from hccs_lab.widgets import calibration_plots as P
+
+    glob = C.calibrate(make_bank(4, L=2, H=3), 8, granularity="global", progress=False, B_max=30)
+    rows = {r["name"]: r for r in P.comparison_table({"head": calibration, "global": glob})}
+    assert rows["head"]["gap_to_best"] == 0.0 and rows["global"]["gap_to_best"] >= 0.0
+    assert rows["global"]["param_sets"] == 1
+    assert rows["global"]["mean_kl"] == pytest.approx(glob.kl_grid().mean())
+    fig = P.kl_heatmap(calibration)
+    np.testing.assert_array_equal(np.asarray(fig.data[1].z), calibration.kl_grid("after"))

@@ -139,8 +139,9 @@ def fidelity_figure(heads: Mapping[str, tuple], max_rank: int = 24, title: str =
                                  line=dict(color="#1f77b4"), showlegend=i == 1), row=1, col=i)
         fig.add_trace(go.Scatter(x=d["rank"], y=d["hccs"], mode="lines+markers",
                                  name="HCCS i16 (calibrated)", line=dict(color="#d62728"), showlegend=i == 1), row=1, col=i)
-        fig.add_annotation(text=f"KL {d['kl']:.3f}<br>B={params.B} S={params.S} D={params.D}", xref=f"x{i} domain",
-                           yref=f"y{i} domain", x=0.95, y=0.95, showarrow=False, align="right")
+        ax = "" if i == 1 else str(i)
+        fig.add_annotation(text=f"KL {d['kl']:.3f}<br>B={params.B} S={params.S} D={params.D}", xref=f"x{ax} domain",
+                           yref=f"y{ax} domain", x=0.95, y=0.95, showarrow=False, align="right")
         fig.update_xaxes(title_text="key rank (by softmax)", row=1, col=i)
         fig.update_yaxes(type="log", title_text="mean probability" if i == 1 else None, row=1, col=i)
     fig.update_layout(title=title, height=380, width=420 * len(labels))
