@@ -94,6 +94,13 @@ def test_slope_slider_moves_readout_and_curve(lab, browser, case):
             DOCS.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(shot, DOCS / case.screenshot)
         assert not console.errors, "browser console errors:\n" + "\n".join(console.errors)
+    except Exception:
+        # keep what the browser showed and what the server said, for the failure report
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"FAILED-{case.screenshot}"), full_page=True)
+        print("console:\n" + "\n".join(console.all[-40:]))
+        print("server log tail:\n" + lab.log_tail())
+        raise
     finally:
         page.close()
     assert _sha(nb_path) == before_file, f"running {case.notebook} in the browser modified the file"
