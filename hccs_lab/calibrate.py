@@ -404,7 +404,7 @@ def grid_search(stats: RowStats, seq_len: int, B_max: int | None = None, dedupe:
     top = max_base(seq_len) if B_max is None else min(max_base(seq_len), int(B_max))
     if top < 1:
         raise ValueError(f"B_max={B_max} leaves no valid base")
-    dedupe = stats.n_rows > 4096 if dedupe is None else dedupe
+    dedupe = False if dedupe is None else dedupe  # merging rows costs more than it saves (measured)
     groups = stats.groups(dedupe)
     Wtot = float(stats.w.sum())
     Wz = Wtot - stats.tail.sum(1)  # [128]: mass that gets a rho when B = S*D
