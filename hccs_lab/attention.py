@@ -42,6 +42,8 @@ class _ModelState:
     observers: list = field(default_factory=list)
     probs_fn: ProbsFn | None = None
     n_layers: int = 0
+    mask_src: object = None  # the last additive mask seen, and the boolean mask derived from it
+    keymask: object = None
 
 
 def keymask_from_additive(mask: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
@@ -76,7 +78,14 @@ def hccs_lab_attention(
     state: _ModelState | None = getattr(module, _STATE_ATTR, None)
     layer = getattr(module, _LAYER_ATTR, None)
     needs_keymask = state is not None and (state.observers or state.probs_fn is not None)
-    keymask = keymask_from_additive(attention_mask, logits) if needs_keymask else None
+    keymask = None
+    if needs_keymask:
+        # every layer of one forward gets the same mask tensor: derive the boolean mask once
+        if state.mask_src is not None and state.mask_src is attention_mask and state.keymask.shape[-1] == logits.shape[-1]:
+            keymask = state.keymask
+        else:
+            keymask = keymask_from_additive(attention_mask, logits)
+            state.mask_src, state.keymask = attention_mask, keymask
 
     if state is not None:
         for fn in list(state.observers):

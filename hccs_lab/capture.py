@@ -401,9 +401,10 @@ def capture_logits(
         if "km" not in plan:  # the key mask is the same in every layer: build it once per batch
             km = torch.broadcast_to(keymask, (lg.shape[0], 1, lg.shape[2], lk))[plan["b"], 0, plan["q"], :]
             plan["km"] = km
+            plan["not_km"] = ~km[:, None, :]
             plan["km_np"] = km.numpy()
-        rows = lg[plan["b"], :, plan["q"], :]  # [r, H, lk], only the rows the reservoir takes
-        rows = rows.masked_fill(~plan["km"][:, None, :], 0.0).float().cpu().numpy()  # masked keys stored as 0
+        rows = lg[plan["b"], :, plan["q"], :]  # [r, H, lk], a fresh copy of only the rows the reservoir takes
+        rows = rows.masked_fill_(plan["not_km"], 0.0).float().cpu().numpy()  # masked keys stored as 0
         dest = logits[layer]
         if plan["contiguous"]:  # the reservoir is still filling: a plain slice, no scatter
             s0 = int(slots[0])
