@@ -35,11 +35,14 @@ else about it matters.
 The search then runs branch and bound over the whole candidate set (every valid (B, S, D) for
 seq_len, `surrogate.valid_region`): since 32767 // Z <= 32767 / Z, each candidate's objective is
 bounded by its floor-free ("continuous") value, which depends on the rows only through
-F_D(u) = sum_r w_r log(N_r - u T_r(D)), u = S/B; F_D is concave in u, so its chord on a fine u-grid
-bounds it from below. Every candidate gets this O(1) bound; only those whose bound can still beat
-the best exactly evaluated candidate are evaluated exactly (vectorised over candidates x rows).
-Candidates pruned are provably no better, so the result is the true optimum of the set (the tests
-check it against looping every candidate through hccs_int + metrics.kl).
+F_D(u) = sum_r w_r log(N_r - u T_r(D)), u = S/B; F_D is concave in u, so its chord between knots
+of a u-grid bounds it from below. Every candidate gets this O(1) bound from a coarse grid (5 knots
+per D); the 128 most promising are evaluated exactly to get an incumbent; the candidates whose bound
+still beats it get a finer chord (33 knots per D, only the knots in use); then the rest are
+evaluated exactly, most promising first, until no bound can beat the best (vectorised over
+candidates x rows). Pruned candidates are provably no better, so the result is the true optimum of
+the set; the tests check it against looping every candidate through hccs_int + metrics.kl. On the
+minilm-l6 heads (1,624 rows each at 64 texts) about 0.2% of the 218,957 candidates get evaluated.
 """
 from __future__ import annotations
 
@@ -976,6 +979,8 @@ def calibrate(bank, seq_len: int | None = None, granularity: str = "head", metho
 
     _check_granularity(granularity)
     _check_method(method)
+    if method == "gradient" and len(tuple(scale_multipliers)) > 1:
+        raise ValueError("scale_multipliers search is only supported with method='grid'")
     t0 = time.perf_counter()
     L, H = int(bank.n_layers), int(bank.n_heads)
     seq_len = int(getattr(bank, "seq_len")) if seq_len is None else seq_len
