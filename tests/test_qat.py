@@ -202,6 +202,7 @@ def test_qat_quick_end_to_end_writes_results(tmp_path, monkeypatch, capsys):
         assert 0.0 <= r[k]["accuracy"] <= 1.0
     assert set(r["ablation"]) == {"global", "layer", "head"}
     assert r["hccs_qat"]["accuracy"] == r["ablation"]["head"]["accuracy"]
+    assert r["ablation"]["head"]["accuracy_per_seed"] == [r["hccs_qat"]["accuracy"]]
     assert r["settings"]["n_train"] == 512 and r["data"]["test_sentences"] == 256
     assert len(r["fidelity"]["heads"]) == 4 and {e["kind"] for e in r["fidelity"]["examples"]} == {"broad", "focused"}
     for e in r["fidelity"]["examples"]:
