@@ -20,6 +20,10 @@ of one model at `install`, so two loaded models never see each other's observers
 """
 from __future__ import annotations
 
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers is first imported: nothing may download
+
 import contextlib
 from dataclasses import dataclass, field
 from typing import Callable, Iterator

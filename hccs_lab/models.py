@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported: never reach the hub
+os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers is imported: never reach the hub
 
 from dataclasses import dataclass
 from pathlib import Path
