@@ -312,11 +312,12 @@ class _Region:
     coarse_at: np.ndarray  # flat index D*(U_COARSE+1) + k of the coarse chord's left knot
     coarse_fr: np.ndarray  # position between the coarse knots
     zero: np.ndarray  # indices of candidates with B == S*D (S > 0)
+    blocks: tuple = ()  # per S: (flat offset, rows = top, cols = Dmax + 1) of its [B, d] block
 
 
 @lru_cache(maxsize=4)
 def _region(top: int) -> _Region:
-    cand, Lf, df, seg, at = [], [], [], [], 0
+    cand, Lf, df, seg, blocks, at = [], [], [], [], [], 0
     Bs = np.arange(1, top + 1)
     for S in range(128):
         Dmax = 127 if S == 0 else min(127, top // S)
@@ -331,6 +332,7 @@ def _region(top: int) -> _Region:
         Lf.append(L.ravel())
         df.append(np.tile(Dv, top))
         seg.append(at + bi * (Dmax + 1))
+        blocks.append((at, top, Dmax + 1))
         cand.append(np.stack([Bs[bi], np.full(len(bi), S), Di], 1))
         at += L.size
     cands = np.concatenate(cand).astype(np.int64)
@@ -353,6 +355,7 @@ def _region(top: int) -> _Region:
         log_B=np.log(B),
         pos=pos,
         zero=np.flatnonzero((S > 0) & (s_clip == 0)),
+        blocks=tuple(blocks),
     )
 
 
@@ -421,9 +424,13 @@ def grid_search(stats: RowStats, seq_len: int, B_max: int | None = None, dedupe:
 
     # pass 1: a lower bound of every candidate's KL (an upper bound of its cross sum):
     # sum_r w (log(32767 // Z) - log 32767) <= -Wtot log B - F_D(S/B) <= -Wtot log B - chord
+    # prefix sums within each (S, B) segment only, so their rounding stays at the segment's scale
     prod = region.L_flat * mass[region.d_flat]
-    cs = np.concatenate([[0.0], np.cumsum(prod)])
-    agg = cs[region.seg_clip] - cs[region.seg_start] + tailh[D] * region.L_clip
+    for at, rows_, cols in region.blocks:
+        blk = prod[at:at + rows_ * cols].reshape(rows_, cols)
+        np.cumsum(blk, axis=1, out=blk)
+    before_D = np.where(D > 0, prod[np.maximum(region.seg_clip - 1, 0)], 0.0)  # sum over d < D
+    agg = before_D + tailh[D] * region.L_clip
     agg[z] += tailh[D[z]] * LOG_KL_FLOOR  # B == S*D: the clip bucket scores 0, charged log 2**-16
 
     def chord(rows, U):
