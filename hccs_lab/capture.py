@@ -12,7 +12,6 @@ aligned across heads and lets a viewer show which sentence a row came from.
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import tempfile
