@@ -114,7 +114,7 @@ def main(argv=None) -> int:
         t_every = time.perf_counter() - t
         res = C.grid_search(st, args.seq_len)
         print(f"exhaustive check layer {l} head {h}: all {len(every_cands):,} exactly {t_every:.1f} s -> min {every.min():.6f} "
-              f"{tuple(every_cands[every.argmin()])}; pruned grid {res.seconds:.3f} s -> {res.kl:.6f} {res.params} "
+              f"{tuple(int(v) for v in every_cands[every.argmin()])}; pruned grid {res.seconds:.3f} s -> {res.kl:.6f} {res.params} "
               f"({t_every / res.seconds:.0f}x faster, same optimum: {abs(every.min() - res.kl) < 1e-12})")
         assert abs(every.min() - res.kl) < 1e-12
     for g in ("layer", "global"):  # per head is the lowest for every head, by construction
