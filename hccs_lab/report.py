@@ -150,9 +150,16 @@ def build_context(s: ReportSettings, progress: bool = True) -> Context:
     t = time.perf_counter()
     loaded = load(s.model)
     sec["load"] = time.perf_counter() - t
+    max_len = s.max_len
+    if given is not None:
+        if given.model != loaded.name:
+            raise ValueError(f"calibration {s.calibration} was made for model {given.model!r}, not {loaded.name!r}")
+        if given.seq_len % 32:
+            raise ValueError(f"calibration {s.calibration} has seq_len {given.seq_len}; the kernels need a multiple of 32")
+        max_len = given.seq_len  # its parameters are valid for that row length (n*B <= 32767)
     texts = calibration_texts(s.samples, seed=s.seed)
     t = time.perf_counter()
-    bank = capture_logits(loaded, texts, max_len=s.max_len, max_rows_per_head=s.max_rows_per_head, seed=s.seed,
+    bank = capture_logits(loaded, texts, max_len=max_len, max_rows_per_head=s.max_rows_per_head, seed=s.seed,
                           progress=progress)
     sec["capture"] = time.perf_counter() - t
     summary = bank.summary()

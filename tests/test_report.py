@@ -181,3 +181,14 @@ def test_write_atomic_cleans_up_when_writing_fails(tmp_path):
     with pytest.raises(TypeError):
         R.write_atomic(out, 12345)  # not text: the write fails after the temp file exists
     assert list(tmp_path.iterdir()) == []
+
+
+def test_calibration_for_another_model_is_refused(ctx, tmp_path, capsys):
+    f = ctx.calibration.to_json(tmp_path / "cal.json")
+    data = json.loads(f.read_text())
+    data["model"] = "tiny"
+    f.write_text(json.dumps(data))
+    out = tmp_path / "review.html"
+    assert cli_main(["report", "--model", "minilm-l6", "--out", str(out), "--calibration", str(f), "--quick"]) == 2
+    assert "made for model 'tiny'" in capsys.readouterr().err
+    assert not out.exists()
