@@ -224,12 +224,14 @@ def _average_ranks(v: np.ndarray) -> np.ndarray:
 
 
 def topk_overlap(a, b, k: int, mask=None) -> np.ndarray:
-    """Fraction of a's top-k keys that b also ranks in its top k, per row.
+    """Expected fraction of a's top-k keys that b also ranks in its top k, per row.
 
-    a is the reference; its top k is taken with ties broken by key index (lowest first). b's top k
-    includes every key tied with b's k-th largest value, because a clipped surrogate ties keys by
-    design and picking among equals by index would be an arbitrary verdict. k is capped at the
-    number of valid keys; a row without valid keys scores 1.0.
+    Ties are broken uniformly at random, independently on each side, and the overlap is the
+    expectation over those draws: a key strictly above a row's k-th largest value is in its top k
+    with probability 1, and each of the e keys tied *at* the k-th value with probability
+    (slots left)/e. So a surrogate that ties the max with three other keys scores top-1 = 1/4,
+    not 1: a clipped surrogate's ties cost exactly what a random pick among them would.
+    k is capped at the number of valid keys; a row without valid keys scores 1.0.
     """
     a, b, mask = _pair(a, b, mask)
     _check_k(k)
@@ -254,20 +256,26 @@ def _topk_overlaps(a, b, ks, mask) -> list[np.ndarray]:
     sorted_b = np.sort(b, axis=-1)
     out = []
     for k in ks:
-        kk = np.minimum(valid, k)
-        at_k = np.minimum(n - kk, n - 1)[..., None]  # ascending position of the k-th largest value
-        thresh_a = np.take_along_axis(sorted_a, at_k, -1)
-        thresh_b = np.take_along_axis(sorted_b, at_k, -1)
-        above = a > thresh_a
-        tied = a == thresh_a
-        room = kk[..., None] - above.sum(-1, keepdims=True)  # ties at the threshold fill it by index
-        if (tied.sum(-1, keepdims=True) <= room).all():  # the usual case: no tie crosses the k-th place
-            top_a = above | tied
-        else:
-            top_a = above | (tied & (np.cumsum(tied, axis=-1) <= room))
-        hits = (top_a & (b >= thresh_b)).sum(-1)
+        kk = np.minimum(valid, k)[..., None]
+        at_k = np.minimum(n - kk, n - 1)  # ascending position of the k-th largest value
+        pa = _in_topk_probability(a, np.take_along_axis(sorted_a, at_k, -1), kk, mask)
+        pb = _in_topk_probability(b, np.take_along_axis(sorted_b, at_k, -1), kk, mask)
+        hits = (pa * pb).sum(-1)
+        kk = kk[..., 0]
         out.append(np.where(kk > 0, hits / np.maximum(kk, 1), 1.0))
     return out
+
+
+def _in_topk_probability(x, thresh, kk, mask):
+    """P(key in the row's top kk) when ties at the threshold are broken uniformly at random."""
+    above = x > thresh
+    tied = x == thresh
+    if mask is not None:
+        above &= mask
+        tied &= mask
+    room = kk - above.sum(-1, keepdims=True)
+    share = room / np.maximum(tied.sum(-1, keepdims=True), 1)
+    return above + tied * share
 
 
 @dataclass

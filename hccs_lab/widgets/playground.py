@@ -328,7 +328,7 @@ class ClipSlopePlayground:
                 "here; compare Kendall tau and the sum</small>" if st.kl_mean < 0 else "")
         return (f"<div>{status}<table>{cells}</table>{note}"
                 f"<small>{len(self.rows)} rows; KL(softmax || HCCS output read as probability), "
-                f"ties count as top-k hits; update {st.elapsed_ms:.1f} ms</small></div>")
+                f"top-k ties broken at random (expected overlap); update {st.elapsed_ms:.1f} ms</small></div>")
 
     def _ints_html(self, st: PlaygroundState) -> str:
         if st.shown_params is None:
