@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from lab import ARTIFACTS, DOCS, NOTEBOOKS, ConsoleLog, open_and_run_all, plot_state, poll, slider_handle
+from lab import ARTIFACTS, DOCS, KERNEL_IDLE_JS, NOTEBOOKS, ConsoleLog, open_and_run_all, plot_state, poll, slider_handle
 
 KEY_PRESSES = 5
 
@@ -67,6 +67,11 @@ def test_slope_slider_moves_readout_and_curve(lab, browser, case):
              f"the slope slider to reach {expected}")
         poll(page, f"() => document.querySelector('{readout_sel}').innerText !== {before_text!r}", 30,
              "the KL readout to change after the slider moved")
+        # every key press is a kernel round trip: wait until the readout shows the final slope
+        # (both widgets print "S=<value>") and the kernel is idle, so the screenshot is the end state
+        poll(page, f"() => /\\bS={int(expected)}(?!\\d)/.test(document.querySelector('{readout_sel}').innerText)", 30,
+             f"the KL readout to show S={int(expected)}")
+        poll(page, KERNEL_IDLE_JS, 30, "the kernel to be idle after the slider moved")
         poll(page, """([cls, old]) => {
                  const host = document.querySelector('.' + cls);
                  const gd = host && (host.classList.contains('js-plotly-plot') ? host : host.querySelector('.js-plotly-plot'));
