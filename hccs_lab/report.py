@@ -30,7 +30,6 @@ DEFAULT_ARCH = "aie-ml"
 KERNEL_VARIANTS = ("i16-div", "u8-div", "i16-clb", "u8-clb")
 # the fastest variant is chosen among those whose mean KL stays within this factor of exact i16+div
 KL_TOLERANCE = 1.25
-EXCERPT_LINES = 60
 
 
 @dataclass(frozen=True)
@@ -399,6 +398,18 @@ def choose_kernel(ctx: Context) -> KernelChoice:
     return KernelChoice(l, h, params, chosen["variant"], rows, gen, rep, bool(np.array_equal(y, expect)), len(xs))
 
 
+def cpp_excerpt(generated, max_lines: int = 80) -> str:
+    """The params header, then the most readable part of the source: the one-row body when there is one."""
+    src = generated.source.splitlines()
+    starts = [i for i, line in enumerate(src) if line.strip().startswith("// 1 row(s)")]
+    start = starts[-1] if starts else 0
+    body = src[start:start + max_lines]
+    more = len(src) - start - len(body)
+    head = [f"// ---- hccs_params.h", *generated.header.splitlines(), f"// ---- {generated.manifest['files']['source']}"
+            + (f" (lines {start + 1}-{start + len(body)} of {len(src)})" if start or more else "")]
+    return "\n".join(head + body + ([f"// ... {more} more lines"] if more > 0 else []))
+
+
 def section_kernel(ctx: Context) -> Section:
     kc = choose_kernel(ctx)
     ctx.kernel_choice = kc
@@ -414,9 +425,9 @@ def section_kernel(ctx: Context) -> Section:
     sec.add(p(f"Emulator run on {kc.n_rows} captured rows of this head: output "
               f"{'<b>bit-exact</b>' if kc.bit_exact else '<b style=color:red>NOT bit-exact</b>'} against "
               f"<code>hccs_int</code>. Kernel manifest: <code>{html.escape(json.dumps({k: kc.generated.manifest.get(k) for k in ('variant', 'arch', 'seq_len', 'schedule', 'params')}))}</code>."))
-    src = kc.generated.source.splitlines()
-    excerpt = "\n".join(src[:EXCERPT_LINES]) + (f"\n// ... {len(src) - EXCERPT_LINES} more lines" if len(src) > EXCERPT_LINES else "")
-    sec.add(f"<pre class='cpp'><code>{html.escape(excerpt)}</code></pre>")
+    sec.add(p("<code>hccs_params.h</code> and, from the generated source, the single-row body (the interleaved "
+              "multi-row body it is unrolled from does the same three passes on several rows at once):"))
+    sec.add(f"<pre class='cpp'><code>{html.escape(cpp_excerpt(kc.generated))}</code></pre>")
     return sec
 
 
