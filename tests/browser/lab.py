@@ -125,7 +125,9 @@ def lab_server(root_dir: Path = NOTEBOOKS):
                f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root_dir}",
                "--ServerApp.port_retries=0", "--LabApp.news_url=", "--LabApp.expose_app_in_browser=True",
                # the extension manager would query PyPI; the read-only one lists what is installed
-               "--LabApp.extension_manager=readonly"]
+               "--LabApp.extension_manager=readonly",
+               # opening a notebook writes a checkpoint; keep it out of the repository
+               f"--FileCheckpoints.checkpoint_dir={tmp / 'checkpoints'}"]
         if os.geteuid() == 0:  # CI containers run as root
             cmd.append("--allow-root")
         with open(log, "wb") as logf:
