@@ -124,7 +124,7 @@ def check_settings(s: ReportSettings) -> None:
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{what} must be a positive integer, got {v!r}")
     if s.max_len % 32:
-        raise ValueError(f"max_len must be a multiple of 32 (the kernel's vector width), got {s.max_len}")
+        raise ValueError(f"seq_len (--seq-len) must be a multiple of 32 (the kernel's vector width), got {s.max_len}")
     if s.calibration is not None and not Path(s.calibration).is_file():
         raise FileNotFoundError(f"calibration file {s.calibration} does not exist")
 
