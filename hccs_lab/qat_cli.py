@@ -232,7 +232,8 @@ def prepare(s: ExperimentSettings, progress: bool = True) -> Prepared:
     from hccs_lab.qat import HCCSTables, accuracy
 
     s.validate()
-    torch.set_num_threads(torch_threads(s.threads))
+    if s.threads is not None:  # the CLI sets the process's threads itself; library callers keep theirs
+        torch.set_num_threads(torch_threads(s.threads))
     timings = {}
     # one fixed split whatever the training seed: the cached float32 models were trained on it
     train, test = load_split("train", seed=DATA_SEED), load_split("test", seed=DATA_SEED)
@@ -453,6 +454,9 @@ def run(args) -> int:
         granularities=tuple(args.granularity) if args.granularity else None,
         quantize_linears=args.quantize_linears or None, threads=args.threads).validate()
     out = check_out_path(args.out)
+    import torch
+
+    torch.set_num_threads(torch_threads(s.threads))
     results = run_experiment(s, progress=not args.no_progress)
     write_results(results, out)
     print(summary_line(results) + f"\nwrote {out}")
