@@ -330,8 +330,8 @@ def section_rank(ctx: Context) -> Section:
     tau = np.array([r["tau"] for r in rows]).reshape(L, H)
     top1 = np.array([r["top1"] for r in rows]).reshape(L, H)
     sec = Section("rank", "Rank preservation (calibrated HCCS i16+div vs softmax)")
-    sec.add(p(f"Mean Kendall &tau;-b {tau.mean():.3f}, top-1 agreement {top1.mean():.3f} (ties at the top count as "
-              f"agreement), over {sum(r['rows'] for r in rows)} rows. HCCS is weakly order preserving: keys further than D "
+    sec.add(p(f"Mean Kendall &tau;-b {tau.mean():.3f}, top-1 agreement {top1.mean():.3f} (expected value when "
+              f"ties are broken at random), over {sum(r['rows'] for r in rows)} rows. HCCS is weakly order preserving: keys further than D "
               f"below the max tie, which is what lowers &tau;."))
     fig = go.Figure(go.Heatmap(z=tau, x=list(range(H)), y=list(range(L)), colorscale="RdYlGn", zmin=0, zmax=1,
                                colorbar=dict(title="tau")))
@@ -405,7 +405,7 @@ def cpp_excerpt(generated, max_lines: int = 80) -> str:
     start = starts[-1] if starts else 0
     body = src[start:start + max_lines]
     more = len(src) - start - len(body)
-    head = [f"// ---- hccs_params.h", *generated.header.splitlines(), f"// ---- {generated.manifest['files']['source']}"
+    head = ["// ---- hccs_params.h", *generated.header.splitlines(), f"// ---- {generated.manifest['files']['source']}"
             + (f" (lines {start + 1}-{start + len(body)} of {len(src)})" if start or more else "")]
     return "\n".join(head + body + ([f"// ... {more} more lines"] if more > 0 else []))
 

@@ -9,7 +9,6 @@ from scipy.special import rel_entr
 from scipy.stats import kendalltau
 
 from hccs_lab import install_check as IC
-from hccs_lab.surrogate import HCCSParams, hccs_int, quantize_logits
 from hccs_lab.widgets.start_here import StartHere, example_row
 
 

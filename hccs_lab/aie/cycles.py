@@ -132,7 +132,7 @@ class _Lowering:
         return len(self.instrs) - 1
 
     def op(self, o: Op, tag: str):
-        m, k = self.m, self.k
+        m = self.m
         c, t = o.code, o.type
         if o.dst is not None and t is not None:
             self.types[o.dst] = t

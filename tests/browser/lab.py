@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import shutil
 import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +27,16 @@ REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
 ARTIFACTS = REPO / "tests" / "artifacts"
 DOCS = REPO / "docs"
+# The README's screenshots are refreshed only on request, so `make test` leaves the tree clean:
+# HCCS_LAB_UPDATE_DOCS=1 make test
+UPDATE_DOCS = os.environ.get("HCCS_LAB_UPDATE_DOCS", "") == "1"
+
+
+def publish(shot: Path) -> None:
+    """Copy a screenshot artifact into docs/ when the README's pictures are being refreshed."""
+    if UPDATE_DOCS:
+        DOCS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, DOCS / shot.name)
 CHROMIUM = os.environ.get("HCCS_LAB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",  # the tests run as root in CI containers

@@ -8,12 +8,11 @@ widget after the move is kept in tests/artifacts/ (and, for the playground, docs
 from __future__ import annotations
 
 import hashlib
-import shutil
 from dataclasses import dataclass
 
 import pytest
 
-from lab import ARTIFACTS, DOCS, KERNEL_IDLE_JS, NOTEBOOKS, ConsoleLog, open_and_run_all, plot_state, poll, slider_handle
+from lab import ARTIFACTS, KERNEL_IDLE_JS, NOTEBOOKS, ConsoleLog, open_and_run_all, plot_state, poll, publish, slider_handle
 
 KEY_PRESSES = 5
 
@@ -88,7 +87,7 @@ def test_slope_slider_moves_readout_and_curve(lab, browser, case):
         assert "KL" in after_text
         assert after["y"] != before["y"], "HCCS data did not change"
         assert after["d"] != before["d"], "the drawn HCCS path did not change"
-        assert f"{int(expected)}" in page.inner_text(f".widget-slider:has(.widget-label:text-is('slope S')) .widget-readout")
+        assert f"{int(expected)}" in page.inner_text(".widget-slider:has(.widget-label:text-is('slope S')) .widget-readout")
 
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         shot = ARTIFACTS / case.screenshot
@@ -96,8 +95,7 @@ def test_slope_slider_moves_readout_and_curve(lab, browser, case):
         widget.scroll_into_view_if_needed()
         widget.screenshot(path=str(shot))
         if case.publish:
-            DOCS.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(shot, DOCS / case.screenshot)
+            publish(shot)
         assert not console.errors, "browser console errors:\n" + "\n".join(console.errors)
     except Exception:
         # keep what the browser showed and what the server said, for the failure report

@@ -1,9 +1,8 @@
 """The design-review HTML opens in Chromium with the network cut off and every plot renders."""
 from __future__ import annotations
 
-import shutil
 
-from lab import ARTIFACTS, DOCS, ConsoleLog, poll
+from lab import ARTIFACTS, ConsoleLog, poll, publish
 
 from hccs_lab.report import ReportSettings, write_report
 
@@ -41,8 +40,7 @@ def test_review_html_renders_offline(browser, tmp_path):
         page.locator("#spread").scroll_into_view_if_needed()
         shot = ARTIFACTS / "report.png"
         page.screenshot(path=str(shot))
-        DOCS.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shot, DOCS / "report.png")
+        publish(shot)
         assert not console.errors, "browser console errors:\n" + "\n".join(console.errors)
     finally:
         page.close()
