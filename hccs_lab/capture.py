@@ -13,8 +13,6 @@ aligned across heads and lets a viewer show which sentence a row came from.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy as np
 import torch
 
 from . import attention
+from .atomic import atomic_open
 from .surrogate import choose_scale, quantize_logits, softmax
 
 FORMAT = "hccs-lab-logit-bank"
@@ -245,23 +244,15 @@ class LogitBank:
             "seed": int(self.seed),
             "texts": list(self.texts),
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez_compressed(
-                    fh,
-                    meta=np.array(json.dumps(meta)),
-                    logits=self.logits,
-                    mask=self.mask,
-                    text_index=self.text_index,
-                    query_pos=self.query_pos,
-                )
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_open(path, "wb") as fh:
+            np.savez_compressed(
+                fh,
+                meta=np.array(json.dumps(meta)),
+                logits=self.logits,
+                mask=self.mask,
+                text_index=self.text_index,
+                query_pos=self.query_pos,
+            )
         return path
 
     @classmethod

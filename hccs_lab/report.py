@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -22,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 
+from .atomic import write_text
 from .config import quick_mode
 from .metrics import kl, rank_preservation
 from .surrogate import HCCSParams, hccs_int, softmax
@@ -434,7 +433,12 @@ def section_kernel(ctx: Context) -> Section:
 def section_throughput(ctx: Context) -> Section:
     import plotly.graph_objects as go
 
-    from .aie.validation import PAPER_GELEM, bf16_baseline, throughput_table, validation_checks
+    from .aie.validation import (
+        PAPER_GELEM,
+        bf16_baseline,
+        throughput_table,
+        validation_checks,
+    )
 
     s = ctx.settings
     kc = getattr(ctx, "kernel_choice", None) or choose_kernel(ctx)
@@ -569,20 +573,7 @@ def write_atomic(path, text: str) -> Path:
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"--out {path} is a directory; give a file name such as {path / 'review.html'}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a report is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_text(path, text)
 
 
 def write_report(settings: ReportSettings, out, progress: bool = True) -> Path:

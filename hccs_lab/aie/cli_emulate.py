@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import write_bytes
 from ..cli import CLIError
 
 
@@ -18,19 +17,6 @@ def add_arguments(p):
     p.add_argument("--output", required=True, type=Path, help="where to write the outputs (.npy)")
     p.add_argument("--report", required=True, type=Path, help="where to write the JSON report")
     p.add_argument("--clock-ghz", type=float, default=1.25, help="clock for G elements/s (default 1.25)")
-
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def load_input(path: Path, n: int) -> np.ndarray:
@@ -66,8 +52,8 @@ def run(args) -> int:
                    "output_dtype": str(y.dtype), "params": k.params and {kk: k.params[kk] for kk in ("B", "S", "D")},
                    "total_cycles": round(rep.total_cycles(x.shape[0]), 1),
                    "total_cycles_note": "one call over all rows: whole row-loop trips plus pipeline fill/drain"})
-    _atomic_bytes(args.output, buf.getvalue())
-    _atomic_bytes(args.report, (json.dumps(report, indent=2) + "\n").encode())
+    write_bytes(args.output, buf.getvalue())
+    write_bytes(args.report, (json.dumps(report, indent=2) + "\n").encode())
     print(f"emulated {x.shape[0]} rows x {k.n}: {rep.cycles_per_row:.1f} cycles/row, "
           f"{rep.gelem_per_s:.2f} G elements/s at {rep.clock_ghz} GHz (emulator estimate); "
           f"wrote {args.output} and {args.report}")

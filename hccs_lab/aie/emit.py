@@ -9,11 +9,10 @@ same source compiles for the AI Engine (`<aie_api/aie.hpp>`) and on the host aga
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import write_text
 from .ir import Kernel, Loop, Op, VType
 
 FORMAT = "hccs-lab-kernel"
@@ -276,19 +275,6 @@ def emit(k: Kernel, version: str | None = None) -> Emitted:
     return Emitted(k, {f"{k.name}.cc": src, "hccs_params.h": header}, manifest)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_kernel_dir(em: Emitted, out_dir) -> Path:
     """Write sources, then the manifest last (a dir with a manifest is complete)."""
     out = Path(out_dir)
@@ -296,6 +282,6 @@ def write_kernel_dir(em: Emitted, out_dir) -> Path:
         raise ValueError(f"--out {out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     for name, text in em.files.items():
-        write_atomic(out / name, text)
-    write_atomic(out / "kernel.json", json.dumps(em.manifest, indent=2) + "\n")
+        write_text(out / name, text)
+    write_text(out / "kernel.json", json.dumps(em.manifest, indent=2) + "\n")
     return out
