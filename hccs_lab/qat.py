@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -417,7 +417,6 @@ def head_kl_figure(results: dict):
 
 def attention_rows_figure(results: dict):
     """Broad and focused head: one sentence's attention of one query, float softmax vs HCCS direct vs after QAT."""
-    import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     ex = results["fidelity"]["examples"]

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hccs_lab.atomic import atomic_open
+
 MODELS = ("tiny", "minilm-l6")
 DATA_SEED = 0
 GRANULARITIES = ("global", "layer", "head")
@@ -345,7 +347,7 @@ def _calibration_kl(cal, n_layers: int, n_heads: int) -> list:
 
 def attention_fidelity(float_model_, qat_model, tok, tables, texts, max_len: int) -> dict:
     """Per-head KL of HCCS attention (direct on the float model, and after QAT) against float32 softmax."""
-    from hccs_lab.attention import get_probs, set_probs
+    from hccs_lab.attention import set_probs
     from hccs_lab.qat import HCCSProbs, attention_maps, mean_entropy, per_head_kl
 
     fn = HCCSProbs(tables)
@@ -403,16 +405,9 @@ def check_out_path(out) -> Path:
 
 
 def write_results(results: dict, out) -> Path:
-    out = Path(out)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(results, f, indent=1, default=_jsonable)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    with atomic_open(out, "w") as f:
+        json.dump(results, f, indent=1, default=_jsonable)
+    return Path(out)
 
 
 def _jsonable(x):

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from hccs_lab.atomic import write_bytes, write_text
 from hccs_lab.config import cache_dir
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -109,18 +109,18 @@ def tiny_dir(root: Path | None = None) -> Path:
 
 
 def save_tiny(model, directory: Path, info: dict | None = None) -> Path:
-    """config.json + model.safetensors (+ train_info.json), each written to a temp file then os.replace'd."""
-    from safetensors.torch import save_file
+    """config.json + model.safetensors (+ train_info.json), each written atomically."""
+    from safetensors.torch import save
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     # contiguous, un-shared copies: safetensors refuses tensors that share storage (tied weights)
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    _atomic_write(directory / CONFIG_FILE, lambda p: Path(p).write_text(model.config.to_json_string()))
+    write_text(directory / CONFIG_FILE, model.config.to_json_string())
     if info is not None:
-        _atomic_write(directory / TRAIN_INFO_FILE, lambda p: Path(p).write_text(json.dumps(info, indent=2)))
+        write_text(directory / TRAIN_INFO_FILE, json.dumps(info, indent=2))
     # the weights last: their presence is what marks a checkpoint as complete
-    _atomic_write(directory / WEIGHTS_FILE, lambda p: save_file(state, p, metadata={"format": "pt"}))
+    write_bytes(directory / WEIGHTS_FILE, save(state, metadata={"format": "pt"}))
     return directory
 
 
@@ -184,14 +184,3 @@ def load_tiny(directory: Path | None = None, progress: bool = True):
         model, _ = train_tiny(d, progress=progress)
     return model, load_tokenizer()
 
-
-def _atomic_write(path: Path, write) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from hccs_lab import tiny
-from hccs_lab.attention import observe, set_probs
+from hccs_lab.attention import observe
 from hccs_lab.cli import main as cli_main
 from hccs_lab.models import load
-from hccs_lab.qat import HCCSProbs, HCCSTables, fake_quantize_linears, fake_quantize_logits, use_hccs
+from hccs_lab.qat import HCCSTables, fake_quantize_linears, fake_quantize_logits, use_hccs
 from hccs_lab.surrogate import HCCSParams, hccs_float, hccs_int, quantize_logits, softmax
 
 torch.set_num_threads(2)
