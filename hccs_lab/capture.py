@@ -375,7 +375,10 @@ def capture_logits(
     model, n = loaded.model, int(max_len)
     L, H = loaded.n_layers, loaded.n_heads
     res = RowReservoir(max_rows_per_head, seed)
-    cap = res.capacity
+    starts = range(0, len(texts), batch_size)
+    batches = [_tokenize(loaded.tokenizer, texts[s : s + batch_size], n) for s in starts]
+    # a short stream fills fewer slots than the reservoir holds: allocate only those, no trim copy
+    cap = min(res.capacity, sum(int(b["attention_mask"].sum()) for b in batches))
     logits = np.zeros((L, cap, H, n), dtype=np.float32)
     mask = np.zeros((cap, n), dtype=bool)
     text_index = np.full(cap, -1, dtype=np.int64)
@@ -411,12 +414,10 @@ def capture_logits(
 
     was_training = model.training
     model.eval()
-    starts = range(0, len(texts), batch_size)
     try:
         with torch.no_grad(), attention.observe(model, observer):
-            for start in tqdm(starts, desc=f"capture {loaded.name}", unit="batch", disable=not progress):
-                chunk = texts[start : start + batch_size]
-                batch = _tokenize(loaded.tokenizer, chunk, n)
+            for start, batch in tqdm(zip(starts, batches), total=len(batches), desc=f"capture {loaded.name}",
+                                     unit="batch", disable=not progress):
                 am = batch["attention_mask"].bool()
                 b_idx, q_idx = (t.numpy() for t in torch.nonzero(am, as_tuple=True))  # valid queries, stream order
                 filled = res.count
@@ -430,18 +431,17 @@ def capture_logits(
                 model(**batch)
     finally:
         model.train(was_training)
-    count = res.count
-    trim = (lambda a: a[:count].copy()) if count < cap else (lambda a: a)  # do not pin unused capacity
+    assert res.count == cap, (res.count, cap)  # every allocated slot was filled
     return LogitBank(
         model_name=loaded.name,
         n_texts=len(texts),
         seq_len=n,
-        logits=logits[:, :count].copy() if count < cap else logits,
-        mask=trim(mask),
-        text_index=trim(text_index),
-        query_pos=trim(query_pos),
+        logits=logits,
+        mask=mask,
+        text_index=text_index,
+        query_pos=query_pos,
         rows_seen=res.seen,
-        max_rows_per_head=cap,
+        max_rows_per_head=res.capacity,
         seed=seed,
         texts=texts,
     )
