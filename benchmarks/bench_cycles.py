@@ -6,6 +6,7 @@ import argparse
 
 from hccs_lab.aie.cycles import estimate, machine_for
 from hccs_lab.aie.kernels import reference_kernel
+from hccs_lab.aie.viz import print_throughput
 from hccs_lab.aie.validation import (PAPER_GELEM, bf16_baseline, fastest, throughput_table,
                                      validation_checks)
 
@@ -24,15 +25,7 @@ def main():
         print(f"\n== modelled throughput, {arch}, {a.clock_ghz} GHz, G elements/s (paper's figure in brackets) ==")
         rows = throughput_table(arch, clock_ghz=a.clock_ghz)
         ns = sorted({r["n"] for r in rows})
-        kernels = list(dict.fromkeys(r["kernel"] for r in rows))
-        print(f"{'kernel':<28}" + "".join(f"{'n=' + str(n):>16}" for n in ns))
-        for kname in kernels:
-            cells = []
-            for n in ns:
-                r = next(x for x in rows if x["kernel"] == kname and x["n"] == n)
-                pub = r["paper_gelem_per_s"]
-                cells.append(f"{r['gelem_per_s']:7.2f}" + (f" [{pub:4.2f}]" if pub else "       "))
-            print(f"{kname:<28}" + "".join(f"{c:>16}" for c in cells))
+        print_throughput(rows)
 
         print(f"\n-- fastest bit-exact u8-clb vs the modelled AMD bf16 reference ({bf16_baseline(arch)}) --")
         for n in ns:

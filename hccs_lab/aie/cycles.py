@@ -268,11 +268,8 @@ class _Lowering:
 # scheduling
 
 
-def list_schedule(instrs: list[Instr], ports: dict, issue_cycles: bool = False) -> tuple[int, list]:
-    """Greedy list scheduling by longest path to the end; returns (makespan, placements).
-
-    A placement is (first, last) issue cycle, or with `issue_cycles` the list of every issue's cycle.
-    """
+def _successors_and_priority(instrs: list[Instr]) -> tuple[list, list[int]]:
+    """Each instruction's successors, and its longest latency path to the end of the body."""
     n = len(instrs)
     succ = [[] for _ in range(n)]
     for i, ins in enumerate(instrs):
@@ -281,6 +278,16 @@ def list_schedule(instrs: list[Instr], ports: dict, issue_cycles: bool = False) 
     prio = [0] * n
     for i in range(n - 1, -1, -1):
         prio[i] = instrs[i].lat + instrs[i].issues + max((prio[s] for s in succ[i]), default=0)
+    return succ, prio
+
+
+def list_schedule(instrs: list[Instr], ports: dict, issue_cycles: bool = False) -> tuple[int, list]:
+    """Greedy list scheduling by longest path to the end; returns (makespan, placements).
+
+    A placement is (first, last) issue cycle, or with `issue_cycles` the list of every issue's cycle.
+    """
+    n = len(instrs)
+    succ, prio = _successors_and_priority(instrs)
     ready_at = [0] * n
     usage: dict = {s: [] for s in SLOTS}
     placed = [None] * n
@@ -586,13 +593,7 @@ def modulo_schedule(instrs: list[Instr], ports: dict, ii: int) -> list[list[int]
     if ii < resource_bound(instrs, ports):
         raise ValueError(f"II {ii} is below the resource bound {resource_bound(instrs, ports)}")
     n = len(instrs)
-    succ = [[] for _ in range(n)]
-    for i, ins in enumerate(instrs):
-        for d in ins.deps:
-            succ[d].append(i)
-    prio = [0] * n
-    for i in range(n - 1, -1, -1):
-        prio[i] = instrs[i].lat + instrs[i].issues + max((prio[s] for s in succ[i]), default=0)
+    succ, prio = _successors_and_priority(instrs)
     mrt = {s: [0] * ii for s in SLOTS}
     ready_at = [0] * n
     placed: list = [None] * n
