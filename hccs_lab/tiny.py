@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
 from hccs_lab.atomic import write_bytes, write_text
 from hccs_lab.config import cache_dir
+from hccs_lab.qat import TrainSettings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -44,17 +45,9 @@ class TinyShape:
     attention_probs_dropout_prob: float = 0.1
 
 
-@dataclass(frozen=True)
-class TinyTraining:
-    """How the cached tiny model is trained (offline.md, section 4: about 79% after 2 epochs)."""
-
-    epochs: float = 2.0
-    lr: float = 1e-3
-    batch_size: int = 32
-    max_len: int = 64
-    seed: int = 0
-    warmup_frac: float = 0.06
-    sparse_embeddings: bool = True  # lazy Adam on the 30522 x 128 embedding: most of the step time otherwise
+# How the cached tiny model is trained (offline.md, section 4: about 79% after 2 epochs); lazy Adam
+# on the 30522 x 128 embedding, which is most of the step time otherwise.
+TINY_TRAINING = TrainSettings(epochs=2.0, lr=1e-3, sparse_embeddings=True)
 
 
 def minilm_path() -> Path:
@@ -149,7 +142,7 @@ def load_saved_tiny(directory: Path):
     return model.eval()
 
 
-def train_tiny(directory: Path | None = None, training: TinyTraining = TinyTraining(), steps: int | None = None,
+def train_tiny(directory: Path | None = None, training: TrainSettings = TINY_TRAINING, steps: int | None = None,
                n_train: int | None = None, progress: bool = True, shape: TinyShape = TinyShape()):
     """Train the tiny model on the RT train split and save it under `directory`; returns (model, info).
 
@@ -157,7 +150,7 @@ def train_tiny(directory: Path | None = None, training: TinyTraining = TinyTrain
     few steps on a small subset so they never pay for the full training).
     """
     from hccs_lab.data import load_split
-    from hccs_lab.qat import TrainSettings, train_classifier
+    from hccs_lab.qat import train_classifier
 
     tokenizer = load_tokenizer()
     split = load_split("train", seed=training.seed)
@@ -165,9 +158,7 @@ def train_tiny(directory: Path | None = None, training: TinyTraining = TinyTrain
     if n_train is not None:
         texts, labels = texts[:n_train], labels[:n_train]
     model = build_tiny(shape, seed=training.seed)
-    settings = TrainSettings(epochs=training.epochs, lr=training.lr, batch_size=training.batch_size,
-                             max_len=training.max_len, seed=training.seed, warmup_frac=training.warmup_frac,
-                             max_steps=steps, sparse_embeddings=training.sparse_embeddings)
+    settings = replace(training, max_steps=steps)
     history = train_classifier(model, tokenizer, texts, labels, settings, progress=progress, desc="train tiny fp32")
     info = {"training": asdict(training), "steps_cap": steps, "n_train": len(texts), "shape": asdict(shape),
             "history": history}
