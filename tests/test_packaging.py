@@ -89,3 +89,14 @@ def test_setup_stamp_tracks_what_it_installs_from():
     assert re.search(r"^\$\(STAMP\):\s*pyproject\.toml constraints\.txt\s*$", text, flags=re.M)
     for target in ("lab", "test", "report"):
         assert re.search(rf"^{target}:\s*setup\b", text, flags=re.M), target
+
+
+def test_make_lab_opens_the_notebooks_and_starts_as_root():
+    # JupyterLab exits at once as root without --allow-root; workshop VMs and containers run as root
+    import os
+    import subprocess
+
+    out = subprocess.run(["make", "-n", "lab"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    line = next(l for l in out.splitlines() if "jupyter lab" in l)
+    assert line.rstrip().endswith("notebooks/")
+    assert ("--allow-root" in line) == (os.geteuid() == 0)
