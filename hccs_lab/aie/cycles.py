@@ -8,17 +8,23 @@ How a kernel is costed (the rules are the same for every kernel; nothing is fitt
    1 vector, 1 scalar, 1 move per cycle), with an issue count from the data width and a latency.
    Reductions expand into log2(lanes) shuffle+combine steps. Loop-invariant constants are hoisted
    (cost 0 per row).
-2. Loops with `unroll` or a single trip become straight-line code. If the whole row body is then
-   straight-line and calls no software routine, the *row loop* is the innermost loop and is
-   software-pipelined: a row costs its resource bound (busiest slot) plus the loop overhead,
-   both per `rows_per_iter` interleaved rows.
-3. Otherwise rows run one after another: straight-line regions are list-scheduled with latencies,
-   and each remaining inner loop costs (trips-1)*II + L + overhead, with II = max(resource bound,
-   loop-carried latency) and L the schedule length of one trip. A loop that calls a software
-   routine (division, emulated float) is not pipelined (II = L).
+2. Loops with `unroll` or a single trip become straight-line code (the emitted C++ asks for
+   that with chess_unroll_loop; UG1079: complete flattening or unrolling is what those pragmas
+   are for). Any other loop stays a loop and is software-pipelined: its trips are lowered in
+   place, each instruction of trip t+1 at least II cycles after its copy in trip t, with II its
+   busiest slot or its loop-carried recurrence; its pre-amble and post-amble (UG1079, "Loops")
+   share cycles with the code around it. A loop that calls a software routine (division, emulated
+   float) is not pipelined: II is one trip's schedule.
+3. If the row body then holds no inner loop and calls no software routine, the row loop is the
+   innermost loop and is software-pipelined: a row costs its resource bound (busiest slot) plus the
+   loop overhead, both per `rows_per_iter` interleaved rows, or its schedule length over
+   `max_trips_in_flight` when that is longer.
+4. Otherwise rows run one after another: a row costs its list-schedule length plus the loop
+   overhead of the row loop and of each inner loop.
 """
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field, replace
 
@@ -105,6 +111,10 @@ class Instr:
     lat: int
     deps: list
     call: bool = False
+    # (instr, delay): issue no earlier than `delay` cycles after that instruction first issues.
+    # A pipelined inner loop runs the same code every trip, so trip t+1 of each instruction
+    # follows trip t by the loop's II.
+    after: list = field(default_factory=list)
 
 
 def _d(r):
@@ -112,16 +122,16 @@ def _d(r):
 
 
 class _Lowering:
-    """Turns IR ops into instructions for one region, tracking which names are ready where."""
+    """Turns IR ops into instructions for one row-loop trip, tracking which names are ready where."""
 
-    def __init__(self, k: Kernel, m: Machine, ir_types: dict, hoisted: set | None = None):
+    def __init__(self, k: Kernel, m: Machine, ir_types: dict):
         self.k, self.m = k, m
         self.instrs: list[Instr] = []
-        self.where: dict = {}  # value name -> instr index, or None when hoisted/outside the region
+        self.where: dict = {}  # value name -> instr index, or None when hoisted
         self.last_store: dict = {}
         self.types: dict = {}        # per-row value name -> VType
-        self.ir_types = ir_types     # IR value name -> VType (shared by every region)
-        self.hoisted = set() if hoisted is None else hoisted  # loop-invariant values (cost 0 per row)
+        self.ir_types = ir_types     # IR value name -> VType
+        self.hoisted: set = set()    # loop-invariant values (cost 0 per row)
         self.carry_instrs: list[int] = []
 
     def _dep(self, names):
@@ -273,12 +283,21 @@ def _successors_and_priority(instrs: list[Instr]) -> tuple[list, list[int]]:
     n = len(instrs)
     succ = [[] for _ in range(n)]
     for i, ins in enumerate(instrs):
-        for d in ins.deps:
+        for d in _preds(ins):
             succ[d].append(i)
     prio = [0] * n
     for i in range(n - 1, -1, -1):
         prio[i] = instrs[i].lat + instrs[i].issues + max((prio[s] for s in succ[i]), default=0)
     return succ, prio
+
+
+def _preds(ins: Instr) -> list[int]:
+    return ins.deps + [a for a, _ in ins.after]
+
+
+def _earliest(ins: Instr, ready_at: list, first_issue: list) -> int:
+    return max([ready_at[d] for d in ins.deps] + [first_issue[a] + delay for a, delay in ins.after],
+               default=0)
 
 
 def list_schedule(instrs: list[Instr], ports: dict, issue_cycles: bool = False) -> tuple[int, list]:
@@ -289,16 +308,17 @@ def list_schedule(instrs: list[Instr], ports: dict, issue_cycles: bool = False) 
     n = len(instrs)
     succ, prio = _successors_and_priority(instrs)
     ready_at = [0] * n
+    first_issue = [0] * n
     usage: dict = {s: [] for s in SLOTS}
     placed = [None] * n
-    remaining = [len(ins.deps) for ins in instrs]
-    avail = [i for i in range(n) if remaining[i] == 0]
+    remaining = [len(_preds(ins)) for ins in instrs]
+    avail = [(-prio[i], i) for i in range(n) if remaining[i] == 0]
+    heapq.heapify(avail)
     makespan = 0
     while avail:
-        avail.sort(key=lambda i: (-prio[i], i))
-        i = avail.pop(0)
+        _, i = heapq.heappop(avail)
         ins = instrs[i]
-        t0 = max([ready_at[d] for d in ins.deps], default=0)
+        t0 = _earliest(ins, ready_at, first_issue)
         use = usage[ins.slot]
         cap = ports[ins.slot]
         need, t, cycles = ins.issues, t0, []
@@ -313,12 +333,13 @@ def list_schedule(instrs: list[Instr], ports: dict, issue_cycles: bool = False) 
             t += 1
         end = cycles[-1]
         ready_at[i] = end + ins.lat
+        first_issue[i] = cycles[0]
         placed[i] = cycles if issue_cycles else (cycles[0], end)
         makespan = max(makespan, end + 1, ready_at[i] if ins.slot != "store" else end + 1)
         for s in succ[i]:
             remaining[s] -= 1
             if remaining[s] == 0:
-                avail.append(s)
+                heapq.heappush(avail, (-prio[s], s))
     return makespan, placed
 
 
@@ -330,15 +351,14 @@ def resource_bound(instrs: list[Instr], ports: dict) -> int:
 
 
 @dataclass
-class Region:
-    kind: str          # "straight" | "loop"
+class RowSchedule:
+    """One row-loop trip as the model charges it."""
+
     label: str
-    cycles: int
+    cycles: int        # what one trip costs (the II when the row loop is pipelined)
     instrs: list
-    trips: int = 1
-    ii: int = 0
-    iter_len: int = 0
-    pipelined: bool = False
+    span: int          # list-schedule length of one trip (its latency)
+    pipelined: bool
 
 
 @dataclass
@@ -352,7 +372,7 @@ class CycleReport:
     clock_ghz: float
     cycles_per_row: float
     row_loop_pipelined: bool
-    regions: list
+    row: RowSchedule
     slot_busy: dict
     notes: list
     rows_per_iter: int = 1
@@ -362,7 +382,7 @@ class CycleReport:
         fill and drain (one trip's latency minus one II) when the row loop is pipelined."""
         trips = -(-rows // self.rows_per_iter)
         per_trip = self.cycles_per_row * self.rows_per_iter
-        fill = max(0, self.regions[0].iter_len - per_trip) if self.row_loop_pipelined else 0
+        fill = max(0, self.row.span - per_trip) if self.row_loop_pipelined else 0
         return trips * per_trip + fill
 
     @property
@@ -392,40 +412,59 @@ class CycleReport:
 
 
 def _lower_rows(k: Kernel, m: Machine, R: int, ir_types: dict):
-    """Regions (lists of Instr) for R interleaved rows; straight code merged, kept loops separate."""
-    regions = []  # list of (kind, label, Lowering, loop or None)
+    """One row-loop trip (R interleaved rows) as one instruction list, and its inner loops.
+
+    A loop the kernel flattens (`unroll`, or a single trip) becomes straight code. Any other loop
+    stays a loop: each of its trips is lowered in place, and every instruction of trip t+1 is tied
+    to its copy in trip t by the loop's II (`Instr.after`), which is what a software-pipelined loop
+    is. Its pre-amble and post-amble are then free to share cycles with the code around the loop.
+    Returns (lowering, inner loops as (loop, II) pairs).
+    """
     cur = _Lowering(k, m, ir_types)
+    inner = []
     for s in k.body:
-        if isinstance(s, Loop) and not (s.unroll or s.trips == 1):
-            if cur.instrs:
-                regions.append(("straight", "straight", cur, None))
-            lw = _Lowering(k, m, ir_types, cur.hoisted)
+        if not isinstance(s, Loop):
+            if s.code in ("reduce_max", "reduce_add") and s.group > 1 and s.group == R:
+                _group_reduce(cur, s, R)  # one shared tree for the whole group
+            else:
+                for r in range(R):
+                    _rename_op(cur, s, r, "")
+            continue
+        flat = s.unroll or s.trips == 1
+        starts, ii = [], 0
+        prev = {(r, c.dst): None for r in range(R) for c in s.carries}
+        for t in range(s.trips):
+            starts.append(len(cur.instrs))
             for r in range(R):
                 for o in s.body:
-                    _rename_op(lw, o, r, "")
+                    _rename_op(cur, o, r, f"_{t}")
                 for c in s.carries:
-                    lw.carry(c, None, _name(c.value, r), f" r{r}")
-            regions.append(("loop", s.label, lw, s))
-            cur = _Lowering(k, m, ir_types, lw.hoisted)
-            continue
+                    prev[r, c.dst] = cur.carry(c, prev[r, c.dst], _name(c.value, r, f"_{t}"), f" r{r}.{t}")
+            if t == 0 and not flat:
+                ii = _loop_ii(cur, starts[0], m)
+            if t > 0 and not flat:
+                size = starts[1] - starts[0]
+                assert len(cur.instrs) - starts[t] == size, "every trip lowers to the same code"
+                for j in range(size):
+                    cur.instrs[starts[t] + j].after.append((starts[t - 1] + j, ii))
         for r in range(R):
-            if isinstance(s, Loop):
-                prev = {c.dst: None for c in s.carries}
-                for t in range(s.trips):
-                    for o in s.body:
-                        _rename_op(cur, o, r, f"_{t}")
-                    for c in s.carries:
-                        prev[c.dst] = cur.carry(c, prev[c.dst], _name(c.value, r, f"_{t}"), f" r{r}.{t}")
-                for c in s.carries:
-                    cur.where[_name(c.dst, r)] = prev[c.dst]
-            elif s.code in ("reduce_max", "reduce_add") and s.group > 1 and s.group == R:
-                if r == R - 1:  # one shared tree for the whole group, lowered once
-                    _group_reduce(cur, s, R)
-            else:
-                _rename_op(cur, s, r, "")
-    if cur.instrs:
-        regions.append(("straight", "straight", cur, None))
-    return regions
+            for c in s.carries:
+                cur.where[_name(c.dst, r)] = prev[r, c.dst]
+        if not flat:
+            inner.append((s, ii))
+    return cur, inner
+
+
+def _loop_ii(lw: _Lowering, start: int, m: Machine) -> int:
+    """II of a pipelined inner loop from its first trip (instructions from `start` on): its busiest
+    slot, or its loop-carried recurrence (a running max or sum waits for its own last result).
+    A trip that calls a software routine is not pipelined: the next trip waits for this one.
+    """
+    trip = [replace(i, deps=[d - start for d in i.deps if d >= start], after=[]) for i in lw.instrs[start:]]
+    if any(i.call for i in trip):
+        return list_schedule(trip, m.ports)[0]
+    rec = max((lw.instrs[j].lat + lw.instrs[j].issues - 1 for j in lw.carry_instrs if j >= start), default=1)
+    return max(resource_bound(trip, m.ports), rec)
 
 
 def _group_reduce(lw: _Lowering, o: Op, R: int):
@@ -472,7 +511,7 @@ def _rename_op(lw: _Lowering, o: Op, r: int, suffix: str):
         for cand in (_name(a, r, suffix), _name(a, r)):
             if cand in lw.where or cand in lw.hoisted:
                 return cand
-        # defined in an earlier region (or hoisted): no dependency inside this one
+        # hoisted: no dependency inside the trip
         lw.where.setdefault(_name(a, r), None)
         return _name(a, r)
 
@@ -508,51 +547,38 @@ def estimate(k: Kernel, machine: Machine | None = None, clock_ghz: float | None 
             for c in s.carries:
                 ir_types[c.dst] = ir_types.get(c.value)
     R = k.rows_per_iter
-    regions = _lower_rows(k, m, R, ir_types)
+    lw, inner = _lower_rows(k, m, R, ir_types)
+    instrs = lw.instrs
     notes = []
-    has_call = any(i.call for _, _, lw, _ in regions for i in lw.instrs)
-    straight_only = all(kind == "straight" for kind, *_ in regions)
+    has_call = any(i.call for i in instrs)
     busy = {s: 0 for s in SLOTS}
-    for kind, _, lw, loop in regions:
-        for ins in lw.instrs:
-            busy[ins.slot] += ins.issues * (loop.trips if kind == "loop" else 1)
-    out_regions = []
-    if straight_only and not has_call and k.family == "hccs":
-        instrs = [i for _, _, lw, _ in regions for i in lw.instrs]
+    for ins in instrs:
+        busy[ins.slot] += ins.issues
+    span, _ = list_schedule(instrs, m.ports)
+    pipelined = not inner and not has_call and k.family == "hccs"
+    if pipelined:
         rb = resource_bound(instrs, m.ports) + m.loop_overhead
-        span, _ = list_schedule(instrs, m.ports)
         per_iter = max(rb, math.ceil(span / m.max_trips_in_flight))
         cycles = per_iter / R
-        out_regions.append(Region("straight", "row loop (software-pipelined)", per_iter, instrs, 1, per_iter, span, True))
+        row = RowSchedule("row loop (software-pipelined)", per_iter, instrs, span, True)
         bound = "resources" if per_iter == rb else f"latency ({span} cycles / {m.max_trips_in_flight} trips in flight)"
         notes.append(f"row loop software-pipelined over {R} row(s) per trip: II = {per_iter} cycles, "
                      f"bound by {bound}; busiest-slot bound {rb} incl. {m.loop_overhead} loop overhead")
     else:
-        total = 0
-        for kind, label, lw, loop in regions:
-            if kind == "straight":
-                span, _ = list_schedule(lw.instrs, m.ports)
-                out_regions.append(Region("straight", label, span, lw.instrs))
-                total += span
-            else:
-                span, _ = list_schedule(lw.instrs, m.ports)
-                call = any(i.call for i in lw.instrs)
-                # a loop-carried reduction waits for its own previous result every trip
-                rec = max((lw.instrs[j].lat + lw.instrs[j].issues - 1 for j in lw.carry_instrs), default=0)
-                ii = span if call else max(resource_bound(lw.instrs, m.ports), rec, 1)
-                cyc = (loop.trips - 1) * ii + span + m.loop_overhead
-                out_regions.append(Region("loop", label, cyc, lw.instrs, loop.trips, ii, span, not call))
-                total += cyc
+        total = span + m.loop_overhead * (1 + len(inner))
+        row = RowSchedule("row (rows back to back)", total, instrs, span, False)
         if k.family == "reference":
             total += m.call_overhead
             why = "reference kernels are invoked once per row"
+        elif has_call:
+            why = "it calls a software routine"
         else:
-            why = "it calls a software routine" if has_call else "it holds inner loops"
-        cycles = (total + m.loop_overhead) / R
-        notes.append(f"row loop not software-pipelined ({why}): regions run back to back")
+            why = "it holds inner loops: " + ", ".join(f"{lp.label} ({lp.trips} trips, II {ii})" for lp, ii in inner)
+        cycles = total / R
+        notes.append(f"row loop not software-pipelined ({why}): one row's schedule is {span} cycles")
     slot_busy = {s: round(v / R, 2) for s, v in busy.items() if v}
     return CycleReport(k.name, k.variant, k.schedule, m.name, k.n, k.lanes, m.clock_ghz, cycles,
-                       straight_only and not has_call, out_regions, slot_busy, notes, R)
+                       pipelined, row, slot_busy, notes, R)
 
 
 def _iter_ops(k):
@@ -564,17 +590,11 @@ def _iter_ops(k):
             yield s, None
 
 
-def slot_view(k: Kernel, machine: Machine | None = None, region: int | None = None) -> list[dict]:
-    """One region's list schedule as rows {cycle, slot, op} (for a slots-per-cycle chart).
-
-    By default the first software-pipelined loop body or, for a fully straight kernel, the row.
-    """
-    rep = estimate(k, machine)
-    regs = rep.regions
-    if region is None:
-        region = next((i for i, r in enumerate(regs) if r.kind == "loop" or r.pipelined), 0)
-    instrs = regs[region].instrs
-    _, placed = list_schedule(instrs, (machine or machine_for(k.arch)).ports, issue_cycles=True)
+def slot_view(k: Kernel, machine: Machine | None = None) -> list[dict]:
+    """The list schedule of one row-loop trip as rows {cycle, slot, op} (a slots-per-cycle chart)."""
+    m = machine or machine_for(k.arch)
+    instrs = estimate(k, m).row.instrs
+    _, placed = list_schedule(instrs, m.ports, issue_cycles=True)
     rows = []
     for ins, cycles in zip(instrs, placed):
         for c in cycles:
@@ -596,14 +616,15 @@ def modulo_schedule(instrs: list[Instr], ports: dict, ii: int) -> list[list[int]
     succ, prio = _successors_and_priority(instrs)
     mrt = {s: [0] * ii for s in SLOTS}
     ready_at = [0] * n
+    first_issue = [0] * n
     placed: list = [None] * n
-    remaining = [len(ins.deps) for ins in instrs]
-    avail = [i for i in range(n) if remaining[i] == 0]
+    remaining = [len(_preds(ins)) for ins in instrs]
+    avail = [(-prio[i], i) for i in range(n) if remaining[i] == 0]
+    heapq.heapify(avail)
     while avail:
-        avail.sort(key=lambda i: (-prio[i], i))
-        i = avail.pop(0)
+        _, i = heapq.heappop(avail)
         ins = instrs[i]
-        t = max([ready_at[d] for d in ins.deps], default=0)
+        t = _earliest(ins, ready_at, first_issue)
         need, cycles = ins.issues, []
         row = mrt[ins.slot]
         while need > 0:
@@ -615,10 +636,11 @@ def modulo_schedule(instrs: list[Instr], ports: dict, ii: int) -> list[list[int]
             t += 1
         placed[i] = cycles
         ready_at[i] = cycles[-1] + ins.lat
+        first_issue[i] = cycles[0]
         for s in succ[i]:
             remaining[s] -= 1
             if remaining[s] == 0:
-                avail.append(s)
+                heapq.heappush(avail, (-prio[s], s))
     return placed
 
 
@@ -631,11 +653,11 @@ def steady_state_view(k: Kernel, machine: Machine | None = None) -> tuple[int, l
     rep = estimate(k, m)
     if not rep.row_loop_pipelined:
         raise ValueError(f"{k.name}: the row loop is not software-pipelined ({rep.notes[0]})")
-    region = rep.regions[0]
-    ii = resource_bound(region.instrs, m.ports)
-    placed = modulo_schedule(region.instrs, m.ports, ii)
+    instrs = rep.row.instrs
+    ii = resource_bound(instrs, m.ports)
+    placed = modulo_schedule(instrs, m.ports, ii)
     rows = []
-    for ins, cycles in zip(region.instrs, placed):
+    for ins, cycles in zip(instrs, placed):
         for c in cycles:
             rows.append({"cycle": c % ii, "slot": ins.slot, "op": ins.label, "stage": c // ii})
     return ii, sorted(rows, key=lambda r: (r["cycle"], SLOTS.index(r["slot"])))

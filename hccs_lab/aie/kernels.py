@@ -93,9 +93,10 @@ def hccs_kernel(params: HCCSParams, variant: str, arch: str, n: int, schedule: s
 
     group = 4 if schedule == "wide64s" else 1
     if schedule == "paper":
-        # the authors' passes are plain loops with a compile-time trip count (COLS/VEC constexpr):
-        # modelled as flattened by the compiler, so the row loop is the pipelined one
-        lanes, unroll, rows = 32, True, 1
+        # the authors' passes are plain loops (paper.md [C]: no chess_flatten_loop or
+        # chess_unroll_loop, the pragmas UG1079 gives for flattening), so from n=64 on they stay
+        # loops and the row loop around them is not software-pipelined
+        lanes, unroll, rows = 32, False, 1
     else:
         lanes, unroll, rows = min(64, n), True, (1 if schedule == "wide64x1" else 4)
     T = n // lanes

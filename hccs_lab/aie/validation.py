@@ -57,6 +57,25 @@ def validation_checks(clock_ghz: float = 1.25) -> list[Check]:
     return out
 
 
+def paper_table_crosscheck(arch: str = "aie-ml", clock_ghz: float = 1.25) -> list[str]:
+    """The paper-style kernels against the cycles per row that the paper's throughput table implies.
+
+    Not an acceptance check: the paper gives no clock (paper.md §4.5), so the implied figure
+    assumes `clock_ghz`, and the table may include per-call overheads the cycle counts do not.
+    """
+    lines = []
+    for (a, n), figs in sorted(PAPER_GELEM.items()):
+        if a != arch:
+            continue
+        for variant in ("u8-clb", "i16-div"):
+            implied = n * clock_ghz / figs[variant]
+            r = estimate(hccs_kernel(typical_params(n), variant, arch, n, "paper"), clock_ghz=clock_ghz)
+            lines.append(f"paper-style {variant:<7} n={n:<4} model {r.cycles_per_row:6.1f} cycles/row; "
+                         f"the paper's {figs[variant]:.2f} G/s implies {implied:6.1f} at {clock_ghz} GHz; "
+                         f"ratio {r.cycles_per_row / implied:4.2f}")
+    return lines
+
+
 def throughput_table(arch: str = "aie-ml", ns=(32, 64, 128, 256), clock_ghz: float = 1.25) -> list[dict]:
     """Modelled G elements/s for every HCCS variant x schedule and every reference, by n."""
     rows = []

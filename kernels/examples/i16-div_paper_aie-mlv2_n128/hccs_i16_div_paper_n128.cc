@@ -17,7 +17,7 @@ static inline __attribute__((always_inline)) void hccs_rows1(
     const aie::vector<int8, 32> neg_inf = aie::broadcast<int8, 32>(-128);
     aie::vector<int8, 32> vmax = neg_inf;
     // pass_max: 4 x 32 lanes
-    for (int i = 0; i < 4; ++i) chess_unroll_loop(4) {
+    for (int i = 0; i < 4; ++i) chess_prepare_for_pipelining {
         aie::vector<int8, 32> x1 = aie::load_v<32>(in_row + i * 32);
         vmax = aie::max(vmax, x1);
     }
@@ -34,7 +34,7 @@ static inline __attribute__((always_inline)) void hccs_rows1(
     acc_zero.from_vector(zero16, 0);
     aie::accum<acc32, 32> zacc = acc_zero;
     // pass_score: 4 x 32 lanes
-    for (int i = 0; i < 4; ++i) chess_unroll_loop(4) {
+    for (int i = 0; i < 4; ++i) chess_prepare_for_pipelining {
         aie::vector<int8, 32> x2 = aie::load_v<32>(in_row + i * 32);
         aie::vector<uint8, 32> xu = x2.cast_to<uint8>();
         aie::vector<uint8, 32> dist = aie::sub(mbu, xu);
@@ -50,7 +50,7 @@ static inline __attribute__((always_inline)) void hccs_rows1(
     int32 rho = numer / z  /* no divide unit: a software routine */;
     aie::vector<int16, 32> rhob = aie::broadcast<int16, 32>(static_cast<int16>(rho));
     // pass_norm: 4 x 32 lanes
-    for (int i = 0; i < 4; ++i) chess_unroll_loop(4) {
+    for (int i = 0; i < 4; ++i) chess_prepare_for_pipelining {
         aie::vector<int16, 32> s3 = aie::load_v<32>(scratch_row + i * 32);
         aie::accum<acc32, 32> prod = aie::mul<acc32>(s3, rhob);
         aie::vector<int16, 32> prob = prod.to_vector<int16>(0);
