@@ -21,6 +21,11 @@ How a kernel is costed (the rules are the same for every kernel; nothing is fitt
    `max_trips_in_flight` when that is longer.
 4. Otherwise rows run one after another: a row costs its list-schedule length plus the loop
    overhead of the row loop and of each inner loop.
+
+Not modelled: register allocation and memory-bank conflicts. AIE-ML has 24 x 256-bit vector and
+9 x 1024-bit accumulator registers (AM020, UG1603); a schedule that keeps more values live than
+that needs spills or a longer II, so the interleaved schedules (4 rows per trip) are the figures
+most likely to be optimistic.
 """
 from __future__ import annotations
 
