@@ -300,52 +300,55 @@ def _preds(ins: Instr) -> list[int]:
     return ins.deps + [a for a, _ in ins.after]
 
 
-def _earliest(ins: Instr, ready_at: list, first_issue: list) -> int:
-    return max([ready_at[d] for d in ins.deps] + [first_issue[a] + delay for a, delay in ins.after],
-               default=0)
+def _place(instrs: list[Instr], ports: dict, ii: int | None = None) -> list[list[int]]:
+    """Greedy list scheduling by longest path to the end: every instruction's issue cycles.
+
+    With `ii`, slots are booked on a modulo reservation table of `ii` cycles (a software-pipelined
+    loop body, where cycle % ii is the steady-state row); without it, on a plain timeline.
+    """
+    n = len(instrs)
+    succ, prio = _successors_and_priority(instrs)
+    table: dict = {s: [0] * (ii or 0) for s in SLOTS}
+    ready_at = [0] * n
+    placed: list = [None] * n
+    remaining = [len(_preds(ins)) for ins in instrs]
+    avail = [(-prio[i], i) for i in range(n) if remaining[i] == 0]
+    heapq.heapify(avail)
+    while avail:
+        _, i = heapq.heappop(avail)
+        ins = instrs[i]
+        t = max([ready_at[d] for d in ins.deps] + [placed[a][0] + delay for a, delay in ins.after], default=0)
+        use, cap = table[ins.slot], ports[ins.slot]
+        need, cycles = ins.issues, []
+        while need > 0:
+            row = t % ii if ii else t
+            while len(use) <= row:
+                use.append(0)
+            take = min(cap - use[row], need)
+            if take > 0:
+                use[row] += take
+                need -= take
+                cycles.extend([t] * take)
+            t += 1
+        placed[i] = cycles
+        ready_at[i] = cycles[-1] + ins.lat
+        for s in succ[i]:
+            remaining[s] -= 1
+            if remaining[s] == 0:
+                heapq.heappush(avail, (-prio[s], s))
+    return placed
 
 
 def list_schedule(instrs: list[Instr], ports: dict, issue_cycles: bool = False) -> tuple[int, list]:
     """Greedy list scheduling by longest path to the end; returns (makespan, placements).
 
     A placement is (first, last) issue cycle, or with `issue_cycles` the list of every issue's cycle.
+    The makespan waits for every result but a store's.
     """
-    n = len(instrs)
-    succ, prio = _successors_and_priority(instrs)
-    ready_at = [0] * n
-    first_issue = [0] * n
-    usage: dict = {s: [] for s in SLOTS}
-    placed = [None] * n
-    remaining = [len(_preds(ins)) for ins in instrs]
-    avail = [(-prio[i], i) for i in range(n) if remaining[i] == 0]
-    heapq.heapify(avail)
-    makespan = 0
-    while avail:
-        _, i = heapq.heappop(avail)
-        ins = instrs[i]
-        t0 = _earliest(ins, ready_at, first_issue)
-        use = usage[ins.slot]
-        cap = ports[ins.slot]
-        need, t, cycles = ins.issues, t0, []
-        while need > 0:
-            while len(use) <= t:
-                use.append(0)
-            take = min(cap - use[t], need)
-            if take > 0:
-                use[t] += take
-                need -= take
-                cycles.extend([t] * take)
-            t += 1
-        end = cycles[-1]
-        ready_at[i] = end + ins.lat
-        first_issue[i] = cycles[0]
-        placed[i] = cycles if issue_cycles else (cycles[0], end)
-        makespan = max(makespan, end + 1, ready_at[i] if ins.slot != "store" else end + 1)
-        for s in succ[i]:
-            remaining[s] -= 1
-            if remaining[s] == 0:
-                heapq.heappush(avail, (-prio[s], s))
-    return makespan, placed
+    placed = _place(instrs, ports)
+    makespan = max((c[-1] + 1 if ins.slot == "store" else max(c[-1] + 1, c[-1] + ins.lat)
+                    for ins, c in zip(instrs, placed)), default=0)
+    return makespan, placed if issue_cycles else [(c[0], c[-1]) for c in placed]
 
 
 def resource_bound(instrs: list[Instr], ports: dict) -> int:
@@ -617,36 +620,7 @@ def modulo_schedule(instrs: list[Instr], ports: dict, ii: int) -> list[list[int]
     """
     if ii < resource_bound(instrs, ports):
         raise ValueError(f"II {ii} is below the resource bound {resource_bound(instrs, ports)}")
-    n = len(instrs)
-    succ, prio = _successors_and_priority(instrs)
-    mrt = {s: [0] * ii for s in SLOTS}
-    ready_at = [0] * n
-    first_issue = [0] * n
-    placed: list = [None] * n
-    remaining = [len(_preds(ins)) for ins in instrs]
-    avail = [(-prio[i], i) for i in range(n) if remaining[i] == 0]
-    heapq.heapify(avail)
-    while avail:
-        _, i = heapq.heappop(avail)
-        ins = instrs[i]
-        t = _earliest(ins, ready_at, first_issue)
-        need, cycles = ins.issues, []
-        row = mrt[ins.slot]
-        while need > 0:
-            take = min(ports[ins.slot] - row[t % ii], need)
-            if take > 0:
-                row[t % ii] += take
-                need -= take
-                cycles.extend([t] * take)
-            t += 1
-        placed[i] = cycles
-        ready_at[i] = cycles[-1] + ins.lat
-        first_issue[i] = cycles[0]
-        for s in succ[i]:
-            remaining[s] -= 1
-            if remaining[s] == 0:
-                heapq.heappush(avail, (-prio[s], s))
-    return placed
+    return _place(instrs, ports, ii)
 
 
 def steady_state_view(k: Kernel, machine: Machine | None = None) -> tuple[int, list[dict]]:
