@@ -304,8 +304,8 @@ def export_aie4ml(out_dir, heads, seq_len: int, variant: str, layout: str = "lin
         try:
             project = aie4ml.from_onnx(model, config, output_dir=str(tmp), project_name=project_name)
             project.write()
-            if prepared is not None:
-                project.write_inputs(prepared if len(prepared) > 1 else next(iter(prepared.values())))
+            if prepared is not None:  # aie4ml takes (iterations, rows, n) per graph input
+                project.write_inputs({k: v.reshape(iterations, rows, int(seq_len)) for k, v in prepared.items()})
         except (ValueError, RuntimeError, KeyError) as e:
             raise ToolError(f"aie4ml {aie4ml.__version__} refused the export: {e}") from e
         manifest = _manifest(tmp, heads, variant, layout, int(seq_len), rows, iterations, part,
