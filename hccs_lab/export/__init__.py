@@ -9,7 +9,7 @@ kernels on the host (g++ against hccs_lab's AIE API shim).
 from .aie4ml_project import check_heads, export_aie4ml, select_heads
 from .hostbuild import emulate_aie4ml
 from .project_files import read_manifest
-from .rules import aie4ml_extra_mask, aie4ml_violations
+from .rules import aie4ml_violations, layout_violation
 
 __all__ = ["export_aie4ml", "emulate_aie4ml", "select_heads", "check_heads", "read_manifest",
-           "aie4ml_violations", "aie4ml_extra_mask"]
+           "aie4ml_violations", "layout_violation"]

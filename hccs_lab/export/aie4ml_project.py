@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import InputError, InputTypeError, MissingError, ToolError
 from .onnx_graph import HeadNames, build_model, input_frac
 from .project_files import MANIFEST, instance_structs, port_windows, read_struct
-from .rules import INV_SHIFT, LAYOUTS, TILED_OUTER, aie4ml_violations
+from .rules import INV_SHIFT, LAYOUTS, TILED_OUTER, aie4ml_violations, layout_violation
 
 DEFAULT_PART = "xilinx_vek280_base_202520_1"  # VEK280, AIE-ML; aie4ml also takes vck190 / xcve2802 parts
 VARIANTS = ("i16-div", "u8-div", "i16-clb", "u8-clb")
@@ -138,10 +138,9 @@ def check_heads(heads: list[dict], seq_len: int, layout: str) -> None:
         raise InputError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     if not isinstance(seq_len, (int, np.integer)) or seq_len < 1:
         raise InputError(f"seq_len must be a positive integer, got {seq_len!r}")
-    probe = aie4ml_violations({"B": 1, "S": 0, "D": 0}, seq_len, layout)  # only the layout rule can fire here
-    layout_bad = [v for v in probe if "layout" in v]
-    if layout_bad:
-        raise InputError(f"aie4ml refuses seq_len {seq_len}: {layout_bad[0]}")
+    layout_bad = layout_violation(int(seq_len), layout)
+    if layout_bad:  # one message for the length, not one per head
+        raise InputError(f"aie4ml refuses seq_len {seq_len}: {layout_bad}")
     bad = []
     for h in heads:
         v = aie4ml_violations(h, seq_len, layout)
