@@ -255,13 +255,15 @@ def test_output_directory_rules(tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(ValueError, match="is a file"):
         export_aie4ml(tmp_path / "afile", head, 64, "i16-div")
-    # a previous export is replaced whole: no file of the old one survives
+    # a previous export is replaced: none of aie4ml's old files survive, the user's own do
     d = tmp_path / "proj"
     first = export_aie4ml(d, [{"layer": 0, "head": h, "B": 100, "S": 1, "D": 50} for h in range(3)], 64, "i16-div",
                           inputs=np.zeros((64, 64), np.int8))
     assert len(first["heads"]) == 3 and len(list((d / "data").iterdir())) >= 3
+    (d / "README.txt").write_text("my notes")
     mf = export_aie4ml(d, head, 64, "u8-clb")
     assert [h["node"] for h in mf["heads"]] == ["softmax_l0_h0"]
     pipeline = json.loads((d / "aie_pipeline.json").read_text())
     assert len(pipeline["logical"]) == 1 and not list((d / "data").iterdir())  # the old inputs are gone
+    assert (d / "README.txt").read_text() == "my notes"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left

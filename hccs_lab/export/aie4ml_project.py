@@ -15,7 +15,7 @@ placement for all heads (no two heads claim the same tile) and one manifest.
 Every rule aie4ml enforces is checked before aie4ml is called (see `rules.py`), so a refused
 head gets an error naming the rule, the head and the numbers. The project is written into a
 temporary sibling folder and renamed into place, so DIR is either the previous export or the new
-one, never half of each. DIR/hccs_export.json (the manifest) maps each head to its ONNX node,
+one, never half of each (a user's own files in a previous export are kept). DIR/hccs_export.json (the manifest) maps each head to its ONNX node,
 its aie4ml instance, parameters.h struct and PLIO ports.
 """
 from __future__ import annotations
@@ -36,11 +36,12 @@ from .rules import INV_SHIFT, LAYOUTS, TILED_OUTER, aie4ml_violations, layout_vi
 
 DEFAULT_PART = "xilinx_vek280_base_202520_1"  # VEK280, AIE-ML; aie4ml also takes vck190 / xcve2802 parts
 VARIANTS = ("i16-div", "u8-div", "i16-clb", "u8-clb")
-# Top-level entries of a project aie4ml writes (either flow) or its tools add when run there:
-# a folder holding only these plus our manifest is a previous export we may replace.
+# Top-level entries of a project aie4ml writes (either flow) or the AMD tools add when run there:
+# re-exporting replaces these; anything else in a previous export is carried over.
 AIE4ML_ENTRIES = {
     "Makefile", "aie.cfg", "app.cpp", "aie_pipeline.json", "src", "data", "host", "pl", "system.cfg",
     "x86simulator_output", "aiesimulator_output", "Work", ".Xil", "libadf.a", "Map_Report.csv",
+    "AIECompiler.log", "x86simulator.log", "aiesimulator.log", "pl_sample_counts", "xnwOut", "sol.db",
     MANIFEST,
 }
 
@@ -207,7 +208,12 @@ def _resolve_rows(rows, inputs: dict | None, seq_len: int, layout: str) -> tuple
 
 
 def check_out_dir(out_dir) -> bool:
-    """True when DIR holds a previous export (replaced), False when new or empty; InputError otherwise."""
+    """True when DIR holds a previous export, False when it is new or empty; InputError otherwise.
+
+    A previous export is one with our manifest. Re-exporting replaces what aie4ml and the AMD
+    tools write there (AIE4ML_ENTRIES: stale sources, inputs or simulator outputs would mislead)
+    and carries anything else (a user's notes, logs) over unchanged.
+    """
     d = Path(out_dir)
     if not d.exists():
         return False
@@ -216,9 +222,8 @@ def check_out_dir(out_dir) -> bool:
     entries = sorted(p.name for p in d.iterdir())
     if not entries:
         return False
-    foreign = [e for e in entries if e not in AIE4ML_ENTRIES]
-    if MANIFEST not in entries or foreign:
-        shown = ", ".join(foreign[:5] or entries[:5])
+    if MANIFEST not in entries:
+        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
         raise InputError(f"--out {d} holds files that are not an hccs-lab aie4ml export ({shown}); export into a "
                          f"new or empty directory, or one a previous `hccs-lab export aie4ml` wrote")
     return True
@@ -328,17 +333,24 @@ def _umask() -> int:
 
 
 def _swap_into_place(tmp: Path, dest: Path, replacing: bool) -> None:
-    """Rename the finished project to dest; a previous export is moved aside first, then removed."""
+    """Rename the finished project to dest. A previous export is moved aside first; what in it is
+    not aie4ml's or the tools' output moves into the new project, then the rest is removed."""
     if dest.exists() and not replacing:  # an empty folder
         dest.rmdir()
     old = None
     if replacing:
         old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
         dest.rename(old)
+        for entry in old.iterdir():
+            if entry.name not in AIE4ML_ENTRIES and not (tmp / entry.name).exists():
+                entry.rename(tmp / entry.name)
     try:
         tmp.rename(dest)
     except BaseException:
         if old is not None:
+            for entry in tmp.iterdir():  # put the carried-over entries back
+                if entry.name not in AIE4ML_ENTRIES and not (old / entry.name).exists():
+                    entry.rename(old / entry.name)
             old.rename(dest)
         raise
     if old is not None:
