@@ -5,7 +5,7 @@ STAMP   := .venv/.installed
 MODEL   ?= minilm-l6
 REPORT  ?= review.html
 
-.PHONY: setup lab test test-quick report bench clean
+.PHONY: setup lab test report bench clean
 
 setup: $(STAMP)
 
@@ -26,13 +26,8 @@ lab: setup
 test: setup
 	HCCS_LAB_QUICK=1 .venv/bin/python -m pytest -q tests notebooks --nbmake
 
-# Until the report command exists this says so instead of failing.
 report: setup
-	@if $(PY) -c "import importlib.util as u, sys; sys.exit(u.find_spec('hccs_lab.report_cli') is None)"; then \
-		.venv/bin/hccs-lab report --model $(MODEL) --out $(REPORT); \
-	else \
-		echo "hccs-lab report: not built yet (hccs_lab/report_cli.py is missing)"; \
-	fi
+	.venv/bin/hccs-lab report --model $(MODEL) --out $(REPORT)
 
 bench: setup
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

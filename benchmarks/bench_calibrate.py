@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     from hccs_lab.capture import capture_logits
     from hccs_lab.data import calibration_texts
     from hccs_lab.models import load
-    from hccs_lab.surrogate import choose_scale
+    from hccs_lab.core import choose_scale
 
     t = time.perf_counter()
     texts = calibration_texts(args.samples)
@@ -102,7 +102,7 @@ def main(argv=None) -> int:
           f"(gap {grad.mean_kl_after - base:+.5f}, worst head {worst:+.5f}), {t_grad:.2f} s vs {t_head:.2f} s; "
           f"{same}/{heads} heads identical")
     # the pruned search against evaluating all 218,957 candidates exactly (same vectorised objective)
-    from hccs_lab.surrogate import valid_region
+    from hccs_lab.core import valid_region
 
     every_cands = valid_region(args.seq_len)
     for i in range(args.exhaustive_heads):

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from hccs_lab.metrics import kl, rank_preservation
-from hccs_lab.surrogate import HCCSParams, hccs_int, quantize_logits
+from hccs_lab.core import HCCSParams, hccs_int, quantize_logits
 
 SHAPE = (72, 256, 128)
 GOAL_MELEM = 100.0  # hccs_int, M elements/s

@@ -6,8 +6,8 @@ import argparse
 
 from hccs_lab.aie.cycles import estimate, machine_for
 from hccs_lab.aie.kernels import reference_kernel
-from hccs_lab.aie.viz import print_throughput
-from hccs_lab.aie.validation import (PAPER_GELEM, bf16_baseline, fastest, paper_table_crosscheck,
+from hccs_lab.viz.aie import print_throughput
+from hccs_lab.aie.published import (PAPER_GELEM, bf16_baseline, fastest, paper_table_crosscheck,
                                      throughput_table, validation_checks)
 
 

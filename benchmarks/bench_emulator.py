@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from hccs_lab.surrogate import HCCSParams
+from hccs_lab.core import HCCSParams
 from hccs_lab.aie.emulator import Emulator
 from hccs_lab.aie.kernels import HCCS_SCHEDULES, HCCS_VARIANTS, hccs_kernel
 

@@ -13,11 +13,12 @@ import time
 import numpy as np
 import torch
 
-from hccs_lab import tiny
+from hccs_lab.models import tiny
 from hccs_lab.data import load_split
 from hccs_lab.models import load
-from hccs_lab.qat import (HCCSTables, TrainSettings, _optimizers, accuracy, collate, encode, fake_quantize_linears,
-                          use_hccs)
+from hccs_lab.models.finetune import TrainSettings, build_optimizers, collate, encode
+from hccs_lab.retrain import HCCSTables, fake_quantize_linears, use_hccs
+from hccs_lab.retrain.evaluate import accuracy
 
 
 def fixed_tables(n_layers: int, n_heads: int) -> HCCSTables:
@@ -29,7 +30,7 @@ def fixed_tables(n_layers: int, n_heads: int) -> HCCSTables:
 def ms_per_step(model, tok, ids, steps: int) -> float:
     s = TrainSettings(lr=1e-4, sparse_embeddings=True)
     model.get_input_embeddings().sparse = True
-    opts = _optimizers(model, s)
+    opts = build_optimizers(model, s)
     model.train()
     times = []
     for i in range(steps):

@@ -5,7 +5,7 @@ clipped-linear map with three calibrated integers per head. See DESIGN.md for th
 """
 from importlib.metadata import PackageNotFoundError, version as _version
 
-from .surrogate import (
+from .core import (
     HCCSParams,
     choose_scale,
     hccs_float,

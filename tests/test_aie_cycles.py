@@ -4,7 +4,7 @@ import pytest
 from hccs_lab import HCCSParams
 from hccs_lab.aie.cycles import AIE_ML, Instr, estimate, list_schedule, resource_bound, slot_view
 from hccs_lab.aie.kernels import HCCS_SCHEDULES, HCCS_VARIANTS, hccs_kernel, reference_kernel
-from hccs_lab.aie.validation import PAPER_GELEM, fastest, throughput_table, validation_checks
+from hccs_lab.aie.published import PAPER_GELEM, fastest, throughput_table, validation_checks
 
 PORTS = AIE_ML.ports
 
@@ -160,7 +160,7 @@ def test_total_cycles_counts_whole_trips_and_pipeline_fill():
 
 
 def test_paper_table_crosscheck_converts_throughput_to_cycles():
-    from hccs_lab.aie.validation import paper_table_crosscheck, typical_params
+    from hccs_lab.aie.published import paper_table_crosscheck, typical_params
 
     lines = paper_table_crosscheck("aie-ml", 1.25)
     assert len(lines) == 3 * 2  # n = 32, 64, 128; u8-clb and i16-div

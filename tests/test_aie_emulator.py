@@ -5,7 +5,7 @@ import pytest
 from hccs_lab import HCCSParams, hccs_int
 from hccs_lab.aie.emulator import Emulator, bf16_round, emulate_kernel
 from hccs_lab.aie.kernels import HCCS_SCHEDULES, HCCS_VARIANTS, hccs_kernel, reference_kernel, rho_bound
-from hccs_lab.surrogate import max_base
+from hccs_lab.core import max_base
 from hccs_lab.aie.testrows import hard_rows
 
 ROWS_PER_CASE = 100_000
@@ -116,21 +116,21 @@ def test_references_approximate_softmax():
 
 
 def test_srs_rounding_and_saturation_by_hand():
-    from hccs_lab.aie.emulator import _srs
+    from hccs_lab.aie.emulator import srs
 
     acc = np.array([5, -5, 6, -6, 7, 300, -300, 383], dtype=np.int64)
     # shift 1: values /2 = 2.5, -2.5, 3, -3, 3.5, 150, -150, 191.5
-    assert _srs(acc, 1, "int8", "floor", "none").tolist() == [2, -3, 3, -3, 3, 150 - 256, -150 + 256, 191 - 256]
-    assert _srs(acc, 1, "int8", "floor", "saturate").tolist() == [2, -3, 3, -3, 3, 127, -128, 127]
-    assert _srs(acc, 1, "int8", "symmetric_inf", "saturate").tolist() == [3, -3, 3, -3, 4, 127, -128, 127]
-    assert _srs(acc, 1, "int8", "conv_even", "saturate").tolist() == [2, -2, 3, -3, 4, 127, -128, 127]
-    assert _srs(np.array([-1, 256, 255]), 0, "uint8", "floor", "saturate").tolist() == [0, 255, 255]
-    assert _srs(np.array([-1, 256, 255]), 0, "uint8", "floor", "none").tolist() == [255, 0, 255]
+    assert srs(acc, 1, "int8", "floor", "none").tolist() == [2, -3, 3, -3, 3, 150 - 256, -150 + 256, 191 - 256]
+    assert srs(acc, 1, "int8", "floor", "saturate").tolist() == [2, -3, 3, -3, 3, 127, -128, 127]
+    assert srs(acc, 1, "int8", "symmetric_inf", "saturate").tolist() == [3, -3, 3, -3, 4, 127, -128, 127]
+    assert srs(acc, 1, "int8", "conv_even", "saturate").tolist() == [2, -2, 3, -3, 4, 127, -128, 127]
+    assert srs(np.array([-1, 256, 255]), 0, "uint8", "floor", "saturate").tolist() == [0, 255, 255]
+    assert srs(np.array([-1, 256, 255]), 0, "uint8", "floor", "none").tolist() == [255, 0, 255]
 
 
 def test_random_valid_params_property():
     """200 random (B, S, D) drawn from the whole valid region, every variant, random n."""
-    from hccs_lab.surrogate import valid_region
+    from hccs_lab.core import valid_region
 
     rng = np.random.default_rng(7)
     for n in (32, 64, 128, 256):

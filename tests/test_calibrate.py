@@ -10,7 +10,7 @@ import pytest
 from hccs_lab import calibrate as C
 from hccs_lab.capture import LogitBank
 from hccs_lab.metrics import kl as metrics_kl
-from hccs_lab.surrogate import HCCSParams, hccs_int, quantize_logits, softmax, valid_region
+from hccs_lab.core import HCCSParams, hccs_int, quantize_logits, softmax, valid_region
 
 
 # ---------------------------------------------------------------------------------------------
@@ -104,7 +104,7 @@ def test_calibrate_granularities_match_brute_force(seed, granularity):
     bank = make_bank(seed)
     B_max = 20
     cands = valid_region(8, B_max=B_max)
-    from hccs_lab.surrogate import choose_scale
+    from hccs_lab.core import choose_scale
 
     per_head = {}
     for l in range(2):
@@ -317,7 +317,7 @@ def test_cli_refuses_bad_arguments(tmp_path, capsys):
 
 
 def test_fidelity_data_against_direct_computation(calibration):
-    from hccs_lab.widgets import calibration_plots as P
+    from hccs_lab.viz import calibration as P
 
     bank = make_bank(4, L=2, H=3)
     r = bank[1, 2]
@@ -338,7 +338,7 @@ def test_fidelity_data_against_direct_computation(calibration):
 
 
 def test_comparison_table_and_heatmap(calibration):
-    from hccs_lab.widgets import calibration_plots as P
+    from hccs_lab.viz import calibration as P
 
     glob = C.calibrate(make_bank(4, L=2, H=3), 8, granularity="global", progress=False, B_max=30)
     rows = {r["name"]: r for r in P.comparison_table({"head": calibration, "global": glob})}

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from hccs_lab import attention
+from hccs_lab.models import attention
 from hccs_lab.data import load_split
 from hccs_lab.models import load
 
@@ -110,9 +110,9 @@ def test_set_probs_replaces_softmax_and_none_restores_it(minilm, rt_texts):
 
 def test_state_does_not_leak_between_two_models(minilm, minilm_eager, rt_texts):
     other = attention.install(minilm_eager)  # a second model (a deep copy of the first) with the same weights
-    from hccs_lab.attention import _state
+    from hccs_lab.models.attention import state_of
 
-    assert _state(other) is not _state(minilm.model)
+    assert state_of(other) is not state_of(minilm.model)
     seen = []
     batch = minilm.tokenizer(rt_texts[:1], return_tensors="pt")
     with torch.no_grad(), attention.observe(minilm.model, lambda layer, lg, km: seen.append(layer)):
@@ -131,9 +131,9 @@ def test_state_does_not_leak_between_two_models(minilm, minilm_eager, rt_texts):
 
 
 def test_install_is_idempotent_and_errors_are_clear(minilm):
-    state = attention._state(minilm.model)
+    state = attention.state_of(minilm.model)
     attention.install(minilm.model)
-    assert attention._state(minilm.model) is state
+    assert attention.state_of(minilm.model) is state
     with pytest.raises(TypeError, match="PreTrainedModel"):
         attention.install(torch.nn.Linear(2, 2))
     with pytest.raises(TypeError, match="callable"):
@@ -188,7 +188,7 @@ from hccs_lab.capture import (  # noqa: E402
     capture_logits,
     head_statistics,
 )
-from hccs_lab.surrogate import quantize_logits  # noqa: E402
+from hccs_lab.core import quantize_logits  # noqa: E402
 
 
 def test_reservoir_keeps_capacity_and_samples_uniformly():

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from hccs_lab import tiny
-from hccs_lab.attention import observe
+from hccs_lab.models import tiny
+from hccs_lab.models.attention import observe
 from hccs_lab.cli import main as cli_main
 from hccs_lab.models import load
-from hccs_lab.qat import HCCSTables, fake_quantize_linears, fake_quantize_logits, use_hccs
-from hccs_lab.surrogate import HCCSParams, hccs_float, hccs_int, quantize_logits, softmax
+from hccs_lab.retrain import HCCSTables, fake_quantize_linears, fake_quantize_logits, use_hccs
+from hccs_lab.core import HCCSParams, hccs_float, hccs_int, quantize_logits, softmax
 
 torch.set_num_threads(2)
 

@@ -1,6 +1,7 @@
 """The design-review report: every section present, self-contained offline HTML, clean failures."""
 from __future__ import annotations
 
+import html as html_lib
 import json
 import re
 from html.parser import HTMLParser
@@ -10,8 +11,9 @@ import pytest
 from scipy.stats import kendalltau
 
 from hccs_lab import report as R
+from hccs_lab.core import VARIANTS
 from hccs_lab.cli import main as cli_main
-from hccs_lab.surrogate import hccs_int, softmax
+from hccs_lab.core import hccs_int, softmax
 
 SETTINGS = R.ReportSettings.quick(granularities=("head",))
 
@@ -92,7 +94,7 @@ def test_rank_preservation_agrees_with_scipy_on_one_head(ctx):
     hr = ctx.bank[layer, head]
     params, scale = ctx.calibration.params(layer, head), ctx.calibration.scale(layer, head)
     # independent recomputation: quantize each row on its own, run HCCS on the valid keys only
-    from hccs_lab.surrogate import quantize_logits
+    from hccs_lab.core import quantize_logits
 
     vals = []
     for logits, mask in zip(hr.logits, hr.mask):
@@ -109,7 +111,7 @@ def test_rank_preservation_agrees_with_scipy_on_one_head(ctx):
 def test_kernel_section_is_bit_exact_and_shows_cpp(ctx, sections):
     kc = ctx.kernel_choice
     assert kc.bit_exact and kc.n_rows > 0
-    assert kc.variant in R.KERNEL_VARIANTS
+    assert kc.variant in VARIANTS
     # the chosen one is the fastest among those within the KL tolerance of exact i16+div
     exact = kc.rows[0]["kl"]
     eligible = [r for r in kc.rows if r["kl"] <= exact * R.KL_TOLERANCE + 1e-12]
@@ -120,7 +122,7 @@ def test_kernel_section_is_bit_exact_and_shows_cpp(ctx, sections):
     assert f"#define HCCS_B {kc.params.B}\n#define HCCS_S {kc.params.S}\n#define HCCS_D {kc.params.D}" in html
     for line in kc.generated.source.splitlines():
         if "// pass_norm" in line:
-            assert R.html.escape(line) in html
+            assert html_lib.escape(line) in html
             break
     else:
         pytest.fail("generated source has no pass_norm block")
@@ -173,7 +175,7 @@ def test_failure_half_way_leaves_no_file_and_keeps_the_old_one(tmp_path, monkeyp
     def broken(ctx):
         raise RuntimeError("section failed")
 
-    monkeypatch.setattr(R, "SECTIONS", R.SECTIONS[:1] + (("broken", broken),))
+    monkeypatch.setattr(R.sections, "SECTIONS", R.SECTIONS[:1] + (("broken", broken),))
     with pytest.raises(RuntimeError, match="section failed"):
         R.write_report(R.ReportSettings.quick(granularities=("head",), samples=2), out, progress=False)
     assert out.read_text() == "old report"

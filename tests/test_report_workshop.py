@@ -9,7 +9,8 @@ from scipy.special import rel_entr
 from scipy.stats import kendalltau
 
 from hccs_lab import install_check as IC
-from hccs_lab.widgets.start_here import StartHere, example_row
+from hccs_lab.capture import example_row
+from hccs_lab.widgets.start_here import StartHere
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
-from hccs_lab.surrogate import (
+from hccs_lab.core import (
     HCCSParams,
     choose_scale,
     hccs_float,

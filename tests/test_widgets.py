@@ -12,9 +12,10 @@ from hccs_lab import metrics
 from hccs_lab.capture import attention_for_text, capture_logits
 from hccs_lab.data import load_split
 from hccs_lab.models import load
-from hccs_lab.surrogate import HCCSParams, choose_scale, hccs_int, quantize_logits, softmax
+from hccs_lab.core import HCCSParams, choose_scale, hccs_int, quantize_logits, softmax
 from hccs_lab.widgets import ClipSlopePlayground, HeadExplorer
-from hccs_lab.widgets.binned import VARIANTS, BinnedRows
+from hccs_lab.core import VARIANTS
+from hccs_lab.widgets.binned import BinnedRows
 from hccs_lab.widgets.explorer import METRICS, centered_histogram, rank_profile
 from hccs_lab.widgets.playground import PLOT_CLASS, READOUT_CLASS, from_typed_array
 

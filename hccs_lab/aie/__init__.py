@@ -14,13 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..surrogate import HCCSParams
+from ..core import HCCSParams
 from .cycles import AIE_ML, AIE_MLV2, CycleReport, Machine, estimate, machine_for, slot_view
 from .emit import FORMAT, FORMAT_VERSION, Emitted, emit, write_kernel_dir
 from .emulator import Emulator, emulate_kernel
 from .ir import Kernel
 from .kernels import (ARCHS, FASTEST_SCHEDULE, HCCS_SCHEDULES, HCCS_VARIANTS, REFERENCE_VARIANTS,
                       check_seq_len, hccs_kernel, reference_kernel)
+from ..errors import InputError, MissingError
 
 
 @dataclass
@@ -55,27 +56,27 @@ def load_kernel_dir(path) -> Kernel:
     """Rebuild the IR of a kernel directory written by `generate` (its kernel.json is the contract)."""
     d = Path(path)
     if not d.is_dir():
-        raise FileNotFoundError(f"kernel directory {d} does not exist")
+        raise MissingError(f"kernel directory {d} does not exist")
     mf = d / "kernel.json"
     if not mf.exists():
-        raise ValueError(f"{d} is not an hccs-lab kernel directory: no kernel.json (generate one with `hccs-lab kernel`)")
+        raise InputError(f"{d} is not an hccs-lab kernel directory: no kernel.json (generate one with `hccs-lab kernel`)")
     try:
         m = json.loads(mf.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{mf} is not valid JSON: {e}") from None
+        raise InputError(f"{mf} is not valid JSON: {e}") from None
     if not isinstance(m, dict) or m.get("format") != FORMAT:
-        raise ValueError(f"{mf} is not an hccs-lab kernel manifest (format {m.get('format') if isinstance(m, dict) else None!r})")
+        raise InputError(f"{mf} is not an hccs-lab kernel manifest (format {m.get('format') if isinstance(m, dict) else None!r})")
     if m.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{mf} has format_version {m.get('format_version')!r}; this hccs-lab reads {FORMAT_VERSION}")
+        raise InputError(f"{mf} has format_version {m.get('format_version')!r}; this hccs-lab reads {FORMAT_VERSION}")
     try:
         p = m["params"]
         params = HCCSParams(p["B"], p["S"], p["D"])
         k = hccs_kernel(params, m["variant"], m["arch"], m["seq_len"], m["schedule"])
     except KeyError as e:
-        raise ValueError(f"{mf} lacks the field {e}") from None
+        raise InputError(f"{mf} lacks the field {e}") from None
     src = d / m.get("files", {}).get("source", "")
     if not src.is_file():
-        raise ValueError(f"{d}: kernel source {src.name} named in kernel.json is missing")
+        raise InputError(f"{d}: kernel source {src.name} named in kernel.json is missing")
     return k
 
 

@@ -34,6 +34,7 @@ import math
 from dataclasses import dataclass, field, replace
 
 from .ir import Kernel, Loop, Op, Carry
+from ..errors import InputError
 
 PROJECTION_TILES = (1, 8, 64, 184, 304)
 TILE_ASSUMPTIONS = ("rows are independent, one head's kernel per tile, each tile fed at its own rate "
@@ -84,7 +85,7 @@ class Machine:
 
     def with_clock(self, ghz: float) -> "Machine":
         if not ghz > 0:
-            raise ValueError(f"clock must be positive, got {ghz}")
+            raise InputError(f"clock must be positive, got {ghz}")
         return replace(self, clock_ghz=float(ghz))
 
 
@@ -99,7 +100,7 @@ MACHINES = {"aie-ml": AIE_ML, "aie-mlv2": AIE_MLV2}
 
 def machine_for(arch: str, clock_ghz: float | None = None) -> Machine:
     if arch not in MACHINES:
-        raise ValueError(f"arch must be one of {tuple(MACHINES)}, got {arch!r}")
+        raise InputError(f"arch must be one of {tuple(MACHINES)}, got {arch!r}")
     m = MACHINES[arch]
     return m if clock_ghz is None else m.with_clock(clock_ghz)
 
@@ -222,7 +223,7 @@ class _Lowering:
             r = self.emit(f"srs {o.dst}{tag}", "move", 1, m.lat_srs, [mu])
         elif c == "exp2":
             if not m.native_exp2:
-                raise ValueError(f"exp2 is not native on {m.name}")
+                raise InputError(f"exp2 is not native on {m.name}")
             r = self.emit(lbl, "vector", math.ceil(t.lanes / m.fp_lanes), m.lat_fp, deps)
         elif c == "finv":
             r = self.emit(lbl, "scalar", m.inv_cycles, 1, deps, call=m.inv_cycles > 8)
@@ -619,7 +620,7 @@ def modulo_schedule(instrs: list[Instr], ports: dict, ii: int) -> list[list[int]
     II = resource bound for a software-pipelined row loop.
     """
     if ii < resource_bound(instrs, ports):
-        raise ValueError(f"II {ii} is below the resource bound {resource_bound(instrs, ports)}")
+        raise InputError(f"II {ii} is below the resource bound {resource_bound(instrs, ports)}")
     return _place(instrs, ports, ii)
 
 
@@ -631,7 +632,7 @@ def steady_state_view(k: Kernel, machine: Machine | None = None) -> tuple[int, l
     m = machine or machine_for(k.arch)
     rep = estimate(k, m)
     if not rep.row_loop_pipelined:
-        raise ValueError(f"{k.name}: the row loop is not software-pipelined ({rep.notes[0]})")
+        raise InputError(f"{k.name}: the row loop is not software-pipelined ({rep.notes[0]})")
     instrs = rep.row.instrs
     ii = resource_bound(instrs, m.ports)
     placed = modulo_schedule(instrs, m.ports, ii)

@@ -12,8 +12,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..atomic import write_text
+from ..io import write_text
 from .ir import Kernel, Loop, Op, VType
+from ..errors import InputError
 
 FORMAT = "hccs-lab-kernel"
 FORMAT_VERSION = 1
@@ -279,7 +280,7 @@ def write_kernel_dir(em: Emitted, out_dir) -> Path:
     """Write sources, then the manifest last (a dir with a manifest is complete)."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a directory")
+        raise InputError(f"--out {out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     for name, text in em.files.items():
         write_text(out / name, text)

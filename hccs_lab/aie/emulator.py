@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .ir import Kernel, Loop
+from ..errors import InputError, InputTypeError
 
 _NP = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32,
        "bf16": np.float32, "float": np.float32}
@@ -46,7 +47,7 @@ def _bf16_from_bits(b):
     return (np.asarray(b, dtype=np.int64).astype(np.uint32) << np.uint32(16)).astype(np.uint32).view(np.float32)
 
 
-def _srs(acc: np.ndarray, shift: np.ndarray | int, elem: str, rounding: str, saturation: str) -> np.ndarray:
+def srs(acc: np.ndarray, shift: np.ndarray | int, elem: str, rounding: str, saturation: str) -> np.ndarray:
     a = acc.astype(np.int64)
     if np.ndim(shift) == 0 and int(shift) == 0:
         q = a
@@ -78,15 +79,15 @@ class Emulator:
     def check_input(self, x) -> np.ndarray:
         k = self.k
         if not isinstance(x, np.ndarray):
-            raise TypeError(f"input must be a numpy array, got {type(x).__name__}")
+            raise InputTypeError(f"input must be a numpy array, got {type(x).__name__}")
         if x.ndim != 2 or x.shape[1] != k.n:
-            raise ValueError(f"input must have shape [rows, {k.n}] for this kernel (seq_len {k.n}), got {x.shape}")
+            raise InputError(f"input must have shape [rows, {k.n}] for this kernel (seq_len {k.n}), got {x.shape}")
         if k.family == "hccs":
             if x.dtype != np.int8:
-                raise TypeError(f"HCCS kernels take int8 logits, got dtype {x.dtype}")
+                raise InputTypeError(f"HCCS kernels take int8 logits, got dtype {x.dtype}")
             return x
         if x.dtype.kind != "f":
-            raise TypeError(f"reference kernels take float logits, got dtype {x.dtype}")
+            raise InputTypeError(f"reference kernels take float logits, got dtype {x.dtype}")
         xb = bf16_round(x.astype(np.float32))
         if k.input.elem == "int16":  # the tutorial streams bf16 bit patterns as int16
             return (xb.view(np.uint32) >> np.uint32(16)).astype(np.uint16).view(np.int16)
@@ -118,7 +119,7 @@ class Emulator:
         for c in loop.carries:
             v, init = inner[c.value], outer[c.init]
             if c.combine in ("max", "fmax"):
-                red = v.max(axis=1) if v.ndim == 3 else v.max(axis=1)
+                red = v.max(axis=1)
                 res = np.maximum(init, red)
             elif c.combine == "add":
                 res = (v.sum(axis=1, dtype=np.int64) + init).astype(v.dtype)  # wraps like acc32
@@ -172,9 +173,9 @@ class Emulator:
         if c == "acc_add":
             return a[0] + a[1]
         if c == "srs":
-            return _srs(a[0], o.imm[0] if o.imm else 0, t.elem, k.rounding, k.saturation)
+            return srs(a[0], o.imm[0] if o.imm else 0, t.elem, k.rounding, k.saturation)
         if c == "srs_var":
-            return _srs(a[0], np.asarray(a[1])[:, None], t.elem, k.rounding, k.saturation)
+            return srs(a[0], np.asarray(a[1])[:, None], t.elem, k.rounding, k.saturation)
         if c == "reduce_max":
             return a[0].max(axis=-1).astype(_NP[t.elem])
         if c == "reduce_add":

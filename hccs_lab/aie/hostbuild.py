@@ -1,4 +1,4 @@
-"""Host build check: compile the emitted kernel with g++ against kernels/aie_api_shim.hpp and run it.
+"""Host build check: compile the emitted kernel with g++ against the bundled AIE API shim and run it.
 
 A generated harness reads int8 rows from a binary file, calls the kernel, and writes the outputs.
 Binaries are cached by the hash of everything that goes into them (sources, shim, harness,
@@ -7,6 +7,7 @@ compiler flags), so a test suite compiles each distinct kernel once per cache di
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import shutil
 import subprocess
 import tempfile
@@ -16,12 +17,23 @@ import numpy as np
 
 from ..config import cache_dir
 from .emit import Emitted
+from ..errors import InputError, MissingError, ToolError
 
-SHIM = Path(__file__).resolve().parents[2] / "kernels" / "aie_api_shim.hpp"
+SHIM_PACKAGE = "hccs_lab.aie.shim"  # package data: works from a wheel as from a checkout
+SHIM_NAME = "aie_api_shim.hpp"
 FLAGS = ["-O2", "-std=c++20", "-DHCCS_HOST_SHIM", "-Wall", "-Wno-unused-variable"]
 
 
-class NoCompiler(RuntimeError):
+def shim_dir() -> Path:
+    """The folder holding the AIE API shim (and anything beside it that kernels include)."""
+    return Path(str(importlib.resources.files(SHIM_PACKAGE)))
+
+
+def shim_text() -> str:
+    return (shim_dir() / SHIM_NAME).read_text()
+
+
+class NoCompiler(MissingError):
     """No C++ compiler on this machine: the host build check cannot run here."""
 
 
@@ -65,7 +77,7 @@ def build(em: Emitted, compiler: str | None = None) -> Path:
     """Compile (or reuse) the host binary for this emitted kernel; returns its path."""
     cxx = compiler or find_compiler()
     harness = _harness(em)
-    shim = SHIM.read_text()
+    shim = shim_text()
     h = hashlib.sha256()
     for part in (cxx, " ".join(FLAGS), shim, harness, *[f"{k}\n{v}" for k, v in sorted(em.files.items())]):
         h.update(part.encode())
@@ -81,13 +93,13 @@ def build(em: Emitted, compiler: str | None = None) -> Path:
         for name, text in em.files.items():
             (tmp / name).write_text(text)
         (tmp / "harness.cc").write_text(harness)
-        shutil.copy(SHIM, tmp / "aie_api_shim.hpp")
+        (tmp / SHIM_NAME).write_text(shim)
         src = tmp / em.manifest["files"]["source"]
         out = tmp / "kernel_host"
         proc = subprocess.run([cxx, *FLAGS, "-I", str(tmp), str(tmp / "harness.cc"), str(src), "-o", str(out)],
                               capture_output=True, text=True)
         if proc.returncode != 0:
-            raise RuntimeError(f"host build of {src.name} failed:\n{proc.stderr[-4000:]}")
+            raise ToolError(f"host build of {src.name} failed:\n{proc.stderr[-4000:]}")
         out.replace(exe)  # atomic: a cached binary is always complete
     return exe
 
@@ -96,7 +108,7 @@ def run_host(em: Emitted, x: np.ndarray, compiler: str | None = None) -> np.ndar
     """Run the host-built kernel on int8 rows x [rows, n]; returns its outputs."""
     n = em.manifest["seq_len"]
     if x.dtype != np.int8 or x.ndim != 2 or x.shape[1] != n:
-        raise ValueError(f"host run needs int8 rows [rows, {n}], got {x.dtype} {x.shape}")
+        raise InputError(f"host run needs int8 rows [rows, {n}], got {x.dtype} {x.shape}")
     exe = build(em, compiler)
     out_dt = np.dtype(em.manifest["output_dtype"])
     with tempfile.TemporaryDirectory() as tmp:
@@ -104,5 +116,5 @@ def run_host(em: Emitted, x: np.ndarray, compiler: str | None = None) -> np.ndar
         np.ascontiguousarray(x).tofile(fin)
         proc = subprocess.run([str(exe), str(fin), str(fout), str(len(x))], capture_output=True, text=True)
         if proc.returncode != 0:
-            raise RuntimeError(f"host kernel failed (exit {proc.returncode}): {proc.stderr}")
+            raise ToolError(f"host kernel failed (exit {proc.returncode}): {proc.stderr}")
         return np.fromfile(fout, dtype=out_dt).reshape(len(x), n)

@@ -228,18 +228,6 @@ class Kernel:
         return next(b for b in self.buffers if b.role == "in")
 
 
-def walk(stmts, depth=0):
-    """Yield (op_or_carry, loop_or_None) in program order."""
-    for s in stmts:
-        if isinstance(s, Loop):
-            for o in s.body:
-                yield o, s
-            for c in s.carries:
-                yield c, s
-        else:
-            yield s, None
-
-
 def validate(k: Kernel) -> None:
     """SSA, scoping and buffer checks: a kernel that passes can be emitted and emulated."""
     bufs = {b.name for b in k.buffers}

@@ -21,10 +21,12 @@ six-loop kernel with the bit-trick exp), ``bf16-exp2`` (AIE-MLv2, native exp2).
 """
 from __future__ import annotations
 
-from ..surrogate import HCCSParams, INT16_MAX, U8_NUMER
+from ..core.params import VARIANTS as HCCS_VARIANTS
+from ..core.params import INT16_MAX, U8_NUMER, HCCSParams, split_variant
+from ..core.reference import reciprocal
+from ..errors import InputError, InputTypeError
 from .ir import Buffer, Carry, Kernel, Loop, Op, VType, scalar
 
-HCCS_VARIANTS = ("i16-div", "u8-div", "i16-clb", "u8-clb")
 REFERENCE_VARIANTS = ("bf16-lut", "bf16-bittrick", "bf16-exp2")
 ARCHS = ("aie-ml", "aie-mlv2")
 HCCS_SCHEDULES = ("wide64s", "wide64", "wide64x1", "paper")
@@ -39,15 +41,11 @@ BF16_16256 = 0x467E      # 16256.0, the tutorial's exp_B
 
 def check_seq_len(n: int, lanes: int = 32) -> int:
     if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"seq_len must be an int, got {n!r}")
+        raise InputTypeError(f"seq_len must be an int, got {n!r}")
     if n < lanes or n % lanes or n > MAX_N:
-        raise ValueError(f"seq_len {n} not supported: it must be a multiple of {lanes} "
+        raise InputError(f"seq_len {n} not supported: it must be a multiple of {lanes} "
                          f"(the int8 vector width of the paper-style kernel) between {lanes} and {MAX_N}")
     return n
-
-
-def _floor_log2(z: int) -> int:
-    return z.bit_length() - 1
 
 
 def rho_bound(params: HCCSParams, variant: str, n: int) -> int:
@@ -56,16 +54,11 @@ def rho_bound(params: HCCSParams, variant: str, n: int) -> int:
     The smallest Z is one key at the max (score B) and n-1 keys at the floor (B - S*D).
     """
     z_min = params.B + (n - 1) * (params.B - params.S * params.D)
-    if variant == "i16-div":
-        return INT16_MAX // z_min
-    if variant == "u8-div":
-        return U8_NUMER // z_min
-    k = _floor_log2(z_min)
-    return (INT16_MAX >> k) if variant == "i16-clb" else (255 << (15 - k))
+    return int(reciprocal(z_min, *split_variant(variant)))
 
 
-class _B:
-    """Tiny builder: appends ops and returns their names."""
+class OpBuilder:
+    """Appends ops to a kernel body and returns their names, so builders read like the code they emit."""
 
     def __init__(self):
         self.ops: list = []
@@ -78,18 +71,18 @@ class _B:
 def hccs_kernel(params: HCCSParams, variant: str, arch: str, n: int, schedule: str | None = None) -> Kernel:
     """One head's HCCS kernel as IR. `schedule` None picks the fastest bit-exact one."""
     if variant not in HCCS_VARIANTS:
-        raise ValueError(f"variant must be one of {HCCS_VARIANTS}, got {variant!r}")
+        raise InputError(f"variant must be one of {HCCS_VARIANTS}, got {variant!r}")
     if arch not in ARCHS:
-        raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
+        raise InputError(f"arch must be one of {ARCHS}, got {arch!r}")
     schedule = FASTEST_SCHEDULE if schedule is None else schedule
     if schedule not in HCCS_SCHEDULES:
-        raise ValueError(f"schedule must be one of {HCCS_SCHEDULES}, got {schedule!r}")
+        raise InputError(f"schedule must be one of {HCCS_SCHEDULES}, got {schedule!r}")
     if not isinstance(params, HCCSParams):
-        raise TypeError(f"params must be HCCSParams, got {type(params).__name__}")
+        raise InputTypeError(f"params must be HCCSParams, got {type(params).__name__}")
     check_seq_len(n)
     params.validate(n)
     B, S, D = params.B, params.S, params.D
-    out_kind, recip = variant.split("-")
+    out_kind, recip = split_variant(variant)
 
     group = 4 if schedule == "wide64s" else 1
     if schedule == "paper":
@@ -108,10 +101,10 @@ def hccs_kernel(params: HCCSParams, variant: str, arch: str, n: int, schedule: s
     prod_t = VType("int32", lanes, "acc64" if wide_rho else "acc32")
     out_elem = "int16" if out_kind == "i16" else "uint8"
 
-    b = _B()
+    b = OpBuilder()
     # pass 1: running max over the row's vectors
     b.op("neg_inf", "const", v8, imm=(-128,))
-    p1 = _B()
+    p1 = OpBuilder()
     p1.op("x1", "load", v8, buf="logits")
     b.ops.append(Loop(T, tuple(p1.ops), (Carry("vmax", "max", "neg_inf", "x1"),), unroll, "pass_max"))
     b.op("m", "reduce_max", scalar("int8"), "vmax", group=group)
@@ -124,7 +117,7 @@ def hccs_kernel(params: HCCSParams, variant: str, arch: str, n: int, schedule: s
     b.op("zero16", "const", v16, imm=(0,))
     b.op("acc_zero", "ups", acc, "zero16")
     # pass 2: d = min(m - x, D) in uint8; s = B - S*d on the int8 MAC; running sum; int16 scores
-    p2 = _B()
+    p2 = OpBuilder()
     p2.op("x2", "load", v8, buf="logits")
     p2.op("xu", "cast", u8v, "x2")
     p2.op("dist", "sub", u8v, "mbu", "xu")
@@ -151,7 +144,7 @@ def hccs_kernel(params: HCCSParams, variant: str, arch: str, n: int, schedule: s
             b.op("rho", "sshl", scalar("int32"), "c255", "sh")
     b.op("rhob", "bcast", rho_t, "rho")
     # pass 3: p = sat(s * rho >> shift)
-    p3 = _B()
+    p3 = OpBuilder()
     p3.op("s3", "load", v16, buf="scores")
     p3.op("prod", "mul", prod_t, "s3", "rhob")
     p3.op("prob", "srs", VType(out_elem, lanes), "prod", imm=(0 if out_kind == "i16" else 15,))
@@ -183,28 +176,28 @@ def reference_kernel(variant: str, n: int, arch: str | None = None) -> Kernel:
       difference (modelled as exact 2^x rounded to bf16, which the native unit is not); inverse.
     """
     if variant not in REFERENCE_VARIANTS:
-        raise ValueError(f"reference must be one of {REFERENCE_VARIANTS}, got {variant!r}")
+        raise InputError(f"reference must be one of {REFERENCE_VARIANTS}, got {variant!r}")
     if variant == "bf16-exp2":
         arch, lanes = arch or "aie-mlv2", 32
     else:
         arch, lanes = arch or "aie-ml", 16
     if n % lanes or n < lanes:
-        raise ValueError(f"reference {variant} needs n a multiple of {lanes}, got {n}")
+        raise InputError(f"reference {variant} needs n a multiple of {lanes}, got {n}")
     T = n // lanes
     vb = VType("bf16", lanes)
     af = VType("float", lanes, "accfloat")
     fs = scalar("float")
-    b = _B()
+    b = OpBuilder()
     if variant == "bf16-bittrick":
         b.op("ninf", "sconst", fs, imm=(BF16_NEG_INF,))
-        l1 = _B()
+        l1 = OpBuilder()
         l1.op("raw", "load", VType("int16", lanes), buf="stream_in")
         l1.op("xin", "to_bf16", vb, "raw")
         l1.op("vm", "freduce_max", fs, "xin")
         l1.op(None, "store", None, "xin", buf="wbuf_a")
         b.ops.append(Loop(T, tuple(l1.ops), (Carry("mx", "fmax", "ninf", "vm"),), False, "read_max"))
         b.op("mxb", "bcast", vb, "mx")
-        l2 = _B()
+        l2 = OpBuilder()
         l2.op("a2", "load", vb, buf="wbuf_a")
         l2.op("a2acc", "ups", af, "a2")
         l2.op("y", "fsub", af, "a2acc", "mxb")
@@ -214,13 +207,13 @@ def reference_kernel(variant: str, n: int, arch: str | None = None) -> Kernel:
         b.op("exp_s", "const", vb, imm=(BF16_185,))
         b.op("exp_b", "const", vb, imm=(BF16_16256,))
         b.op("exp_bacc", "ups", af, "exp_b")
-        l3 = _B()
+        l3 = OpBuilder()
         l3.op("b3", "load", vb, buf="wbuf_b")
         l3.op("lin", "fmac", af, "exp_bacc", "b3", "exp_s")   # 185*y + 16256 in accfloat
         l3.op("linv", "fsrs", vb, "lin")
         l3.op(None, "store", None, "linv", buf="wbuf_a")
         b.ops.append(Loop(T, tuple(l3.ops), (), False, "exp_mac"))
-        l4 = _B()
+        l4 = OpBuilder()
         l4.op("a4", "load", vb, buf="wbuf_a")
         l4.op("fix", "to_fixed", VType("int16", lanes), "a4")      # round per the kernel's mode
         l4.op("bnd", "zero_outside", VType("int16", lanes), "fix", imm=(0, 16256))  # lt/select/gt/select
@@ -228,7 +221,7 @@ def reference_kernel(variant: str, n: int, arch: str | None = None) -> Kernel:
         b.ops.append(Loop(T, tuple(l4.ops), (), False, "exp_bounds"))
         b.op("fzero", "const", vb, imm=(0,))
         b.op("accz", "ups", af, "fzero")
-        l5 = _B()
+        l5 = OpBuilder()
         l5.op("e5i", "load", VType("int16", lanes), buf="wbuf_i")
         l5.op("e5", "to_bf16", vb, "e5i")                          # the int16 bits read as bf16
         l5.op("e5acc", "ups", af, "e5")
@@ -236,7 +229,7 @@ def reference_kernel(variant: str, n: int, arch: str | None = None) -> Kernel:
         b.op("tot", "freduce_add", fs, "fsum")
         b.op("inv", "finv", fs, "tot")
         b.op("invb", "bcast", vb, "inv")
-        l6 = _B()
+        l6 = OpBuilder()
         l6.op("e6i", "load", VType("int16", lanes), buf="wbuf_i")
         l6.op("e6", "to_bf16", vb, "e6i")
         l6.op("p6", "fmul", af, "e6", "invb")
@@ -249,7 +242,7 @@ def reference_kernel(variant: str, n: int, arch: str | None = None) -> Kernel:
         rounding = "symmetric_inf"
     else:
         b.op("ninf", "const", vb, imm=(BF16_NEG_INF,))
-        l1 = _B()
+        l1 = OpBuilder()
         l1.op("x1", "load", vb, buf="x")
         if variant == "bf16-exp2":
             b.op("log2e", "const", vb, imm=(BF16_LOG2E,))  # 1.4453125, as in mlir-aie
@@ -263,7 +256,7 @@ def reference_kernel(variant: str, n: int, arch: str | None = None) -> Kernel:
         b.op("mb", "bcast", vb, "m")
         b.op("fzero", "const", vb, imm=(0,))
         b.op("accz", "ups", af, "fzero")
-        l2 = _B()
+        l2 = OpBuilder()
         l2.op("x2", "load", vb, buf="x")
         if variant == "bf16-exp2":
             l2.op("x2s", "fmul", af, "x2", "log2e")
@@ -281,7 +274,7 @@ def reference_kernel(variant: str, n: int, arch: str | None = None) -> Kernel:
         b.op("tot", "freduce_add", fs, "fsum")
         b.op("inv", "finv", fs, "tot")
         b.op("invb", "bcast", vb, "inv")
-        l3 = _B()
+        l3 = OpBuilder()
         l3.op("e3", "load", vb, buf="ex")
         l3.op("p3", "fmul", af, "e3", "invb")
         l3.op("o3", "fsrs", vb, "p3")

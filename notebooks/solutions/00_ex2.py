@@ -1,7 +1,8 @@
 # Solution 00, exercise 2: (B, S, D) and (2B, 2S, D) give the same shape up to integer rounding.
 import numpy as np
 
-from hccs_lab.widgets.start_here import StartHere, example_row
+from hccs_lab.capture import example_row
+from hccs_lab.widgets.start_here import StartHere
 
 lab = StartHere(example_row())
 for B, S, D in [(64, 1, 60), (500, 5, 60), (1000, 16, 60)]:

@@ -1,7 +1,8 @@
 # Solution 00, exercise 3: two heads, two best parameter sets, and what sharing one set costs.
 import numpy as np
 
-from hccs_lab.widgets.start_here import StartHere, example_row
+from hccs_lab.capture import example_row
+from hccs_lab.widgets.start_here import StartHere
 
 # One int8 step of 0.06 logit units for both rows, as if both heads shared a quantization scale.
 labs = {

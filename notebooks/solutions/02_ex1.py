@@ -4,7 +4,7 @@ import numpy as np
 from hccs_lab.capture import capture_logits, notebook_capture_settings
 from hccs_lab.data import calibration_texts
 from hccs_lab.models import load
-from hccs_lab.surrogate import max_base
+from hccs_lab.core import max_base
 from hccs_lab.widgets import ClipSlopePlayground
 
 settings = notebook_capture_settings()

@@ -5,7 +5,7 @@ from hccs_lab.capture import capture_logits, notebook_capture_settings
 from hccs_lab.data import calibration_texts
 from hccs_lab.models import load
 from hccs_lab.widgets import ClipSlopePlayground
-from hccs_lab.widgets.binned import VARIANTS
+from hccs_lab.core import VARIANTS
 
 settings = notebook_capture_settings()
 bank = capture_logits(load("minilm-l6"), calibration_texts(settings.n_texts), max_len=settings.max_len, progress=False)

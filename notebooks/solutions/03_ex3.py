@@ -7,7 +7,7 @@ from hccs_lab.config import quick_mode
 from hccs_lab.data import calibration_texts
 from hccs_lab.metrics import kl
 from hccs_lab.models import load
-from hccs_lab.surrogate import hccs_int, quantize_logits, softmax
+from hccs_lab.core import hccs_int, quantize_logits, softmax
 
 bank = capture_logits(load("minilm-l6"), calibration_texts(8 if quick_mode() else 64), max_len=128, progress=False)
 cal = calibrate(bank, 128, progress=False)

@@ -1,6 +1,6 @@
 # Exercise 04.1: i16-div vs u8-clb, modelled cycles per row by n and schedule.
 from hccs_lab.aie import estimate, hccs_kernel, HCCS_SCHEDULES
-from hccs_lab.surrogate import HCCSParams, max_base
+from hccs_lab.core import HCCSParams, max_base
 
 for n in (32, 64, 128, 256):
     p = HCCSParams(min(200, max_base(n)), 3, 40)

@@ -3,7 +3,7 @@ import numpy as np
 
 from hccs_lab.aie import emulate, hccs_kernel
 from hccs_lab.config import quick_mode
-from hccs_lab.surrogate import HCCSParams
+from hccs_lab.core import HCCSParams
 
 n = 64 if quick_mode() else 128
 try:  # the head's captured rows when the model is available

@@ -1,5 +1,5 @@
 # Exercise 04.3: N-tile projection of the fastest u8-clb kernel at n=128.
-from hccs_lab.aie.validation import fastest
+from hccs_lab.aie.published import fastest
 
 for arch in ("aie-ml", "aie-mlv2"):
     for ghz in (1.0, 1.25):

@@ -1,6 +1,7 @@
 # Solution 05, exercise 1: HCCS QAT with the Linear layers fake-quantized to int8 as well.
 from hccs_lab.config import quick_mode
-from hccs_lab.qat_cli import ExperimentSettings, run_experiment, summary_line
+from hccs_lab.retrain.experiment import ExperimentSettings, run_experiment
+from hccs_lab.retrain.results import summary_line
 
 quick = quick_mode()
 base = ExperimentSettings.for_model("tiny", quick=quick, granularities=("head",))

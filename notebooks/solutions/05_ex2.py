@@ -1,7 +1,7 @@
 # Solution 05, exercise 2: how much of the direct-substitution drop is the int8 grid, how much HCCS?
-from hccs_lab import qat
+from hccs_lab import retrain as qat
 from hccs_lab.config import quick_mode
-from hccs_lab.qat_cli import ExperimentSettings, prepare
+from hccs_lab.retrain.experiment import ExperimentSettings, prepare
 
 prep = prepare(ExperimentSettings.for_model("tiny", quick=quick_mode(), granularities=("head",)), progress=False)
 tables = prep.tables["head"]

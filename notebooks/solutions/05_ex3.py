@@ -1,6 +1,6 @@
 # Solution 05, exercise 3: which head changed most during retraining?
 from hccs_lab.config import quick_mode
-from hccs_lab.qat_cli import ExperimentSettings, run_experiment
+from hccs_lab.retrain.experiment import ExperimentSettings, run_experiment
 
 results = run_experiment(ExperimentSettings.for_model("tiny", quick=quick_mode(), granularities=("head",)),
                          progress=False)

@@ -1,0 +1,138 @@
+"""HCCS exactly as DESIGN.md defines it: the integer reference every other part checks against.
+
+Calibration, retraining, the kernels and the emulator all compare themselves with `hccs_int`, so it
+follows DESIGN.md literally; the reciprocal and floor(log2) live here once and the playground, the
+kernels' bounds and the deployed reading use these. Masking rules: `hccs_lab.core.masks`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError, InputTypeError
+from .masks import check_rows, is_torch, row_mask
+from .params import INT16_MAX, OUT_KINDS, RECIP_KINDS, U8_NUMER, HCCSParams
+
+
+
+def hccs_int(x, params: HCCSParams, out: str = "i16", recip: str = "div", mask=None, valid_len=None) -> np.ndarray:
+    """HCCS exactly as DESIGN.md defines it, on int8 rows `x` [..., n]; int16 or uint8 out.
+
+    `out` is "i16" (Q15 int16) or "u8"; `recip` is "div" (exact integer division) or "clb" (a
+    shift by floor(log2 Z), up to 2x over). Vectorised over all leading axes. `mask` (boolean,
+    broadcasting to x) or `valid_len` (integers in [0, n], shape x.shape[:-1]) marks the keys
+    that take part; the others get 0 and are left out of the max and of Z, and an all-masked row
+    is all zeros. Anything but a numpy int8 `x` is a TypeError: quantize first (quantize_logits).
+    """
+    if out not in OUT_KINDS:
+        raise InputError(f"out must be one of {OUT_KINDS}, got {out!r}")
+    if recip not in RECIP_KINDS:
+        raise InputError(f"recip must be one of {RECIP_KINDS}, got {recip!r}")
+    if not isinstance(params, HCCSParams):
+        raise InputTypeError(f"params must be HCCSParams, got {type(params).__name__}")
+    if is_torch(x):
+        raise InputTypeError("hccs_int takes a numpy int8 array (use hccs_float for torch tensors)")
+    x = np.asarray(x)
+    if x.dtype != np.int8:
+        raise InputTypeError(f"hccs_int takes int8 logits, got dtype {x.dtype}; quantize first with quantize_logits")
+    check_rows(x, "x")
+    n = x.shape[-1]
+    params.validate(n)
+    m = row_mask(x.shape, mask, valid_len)
+
+    rows = x.reshape(-1, n)
+    mrows = None if m is None else np.ascontiguousarray(m).reshape(-1, n)
+    res = np.empty(rows.shape, np.int16 if out == "i16" else np.uint8)
+    kernel = _RowKernel(params, n, out, recip)
+    step = max(1, _CHUNK_ELEMS // n)
+    for r0 in range(0, rows.shape[0], step):
+        sl = slice(r0, r0 + step)
+        kernel(rows[sl], None if mrows is None else mrows[sl], res[sl])
+    return res.reshape(x.shape)
+
+
+# Rows are processed in chunks whose temporaries stay in the L2 cache.
+_CHUNK_ELEMS = 1 << 16
+
+
+class _RowKernel:
+    """hccs_int on a chunk of rows [r, n], written into `res`, with the narrowest exact dtypes.
+
+    The whole row depends on the key distances d = min(m - x, D) in [0, D] (uint8) and on one
+    per-row reciprocal rho, so p = s*rho = B*rho - (S*rho)*d with two per-row constants:
+
+    * Z = nv*B - S*sum(d) over the nv valid keys; S*sum(d) <= n*B <= 32767, so an int16 sum of d is
+      exact whenever S >= 1 (and with S = 0 the sum is not needed);
+    * i16+div: p = s*rho <= Z*rho <= 32767, so int16 arithmetic is exact (S*rho <= B*rho when D >= 1);
+    * i16+clb: s*rho < 2**(k+1) * 32767/2**k < 65535, exact in uint16, then saturated to 32767;
+    * u8: s*rho < 255 * 2**16 needs int32, then >> 15 (and saturation to 255 for clb).
+    """
+
+    def __init__(self, params: HCCSParams, n: int, out: str, recip: str):
+        self.B, self.S, self.D = params.B, params.S, params.D
+        self.n, self.out, self.recip = n, out, recip
+        # ufuncs with a scalar operand miss numpy's SIMD loops for small ints; a row-long vector hits them
+        self.clip = np.full(n, self.D, np.uint8)
+        self.sat16 = np.full(n, INT16_MAX, np.uint16)
+        self.sat8 = np.full(n, 255, np.int32)
+
+    def __call__(self, x: np.ndarray, m, res: np.ndarray) -> None:
+        B, S, n = self.B, self.S, self.n
+        if m is None:
+            mx = x.max(axis=-1, keepdims=True)
+            nv = n
+        else:
+            mx = np.where(m, x, np.int8(-128)).max(axis=-1, keepdims=True)
+            nv = m.sum(axis=-1, keepdims=True, dtype=np.int64)
+        # m - x in the unsigned 8-bit domain: the wrapped uint8 difference is the true distance in [0, 255]
+        d = mx.view(np.uint8) - x.view(np.uint8)
+        np.minimum(d, self.clip, out=d)
+        if m is not None:
+            d *= m  # masked keys: d = 0 so they drop out of sum(d); their output is zeroed below
+        if S and self.D:
+            Z = nv * B - S * d.sum(axis=-1, keepdims=True, dtype=np.int16).astype(np.int64)
+        else:
+            Z = np.broadcast_to(np.asarray(nv * B, dtype=np.int64), (x.shape[0], 1))
+        rho = reciprocal(Z, self.out, self.recip)  # int64 [r, 1]; 0 for all-masked rows (Z = 0)
+        a = B * rho
+        c = S * rho if self.D else np.zeros_like(rho)
+        if self.out == "i16" and self.recip == "div":
+            t = d.astype(np.int16)
+            np.multiply(t, c.astype(np.int16), out=t)
+            np.subtract(a.astype(np.int16), t, out=res)
+        elif self.out == "i16":
+            t = d.astype(np.uint16)
+            np.multiply(t, c.astype(np.uint16), out=t)
+            np.subtract(a.astype(np.uint16), t, out=t)
+            np.minimum(t, self.sat16, out=res.view(np.uint16))
+        else:
+            t = d.astype(np.int32)
+            np.multiply(t, c.astype(np.int32), out=t)
+            np.subtract(a.astype(np.int32), t, out=t)
+            np.right_shift(t, 15, out=t)
+            if self.recip == "clb":
+                np.minimum(t, self.sat8, out=t)
+            res[...] = t
+        if m is not None:
+            res *= m
+
+
+def reciprocal(Z, out: str, recip: str) -> np.ndarray:
+    """Per-row rho of DESIGN.md as int64 (0 where Z = 0, i.e. all-masked rows).
+
+    div: 32767 // Z (i16) or (255 << 15) // Z (u8); clb: 32767 >> floor(log2 Z) or 255 << (15 - k).
+    """
+    Z = np.asarray(Z)
+    empty = Z == 0  # only all-masked rows: otherwise the max key alone scores B >= 1
+    Zs = np.where(empty, 1, Z)
+    if recip == "div":
+        rho = (INT16_MAX if out == "i16" else U8_NUMER) // Zs
+    else:
+        k = floor_log2(Zs)
+        rho = (INT16_MAX >> k) if out == "i16" else (255 << (15 - k))
+    return np.where(empty, 0, rho).astype(np.int64)
+
+
+def floor_log2(Z) -> np.ndarray:
+    """floor(log2 Z) for 1 <= Z < 2**31, exact in integers (what count-leading-bits gives: 31 - clb)."""
+    _, e = np.frexp(np.asarray(Z).astype(np.float64))  # Z = f * 2**e with f in [0.5, 1); exact for int32
+    return (e - 1).astype(np.int64)

