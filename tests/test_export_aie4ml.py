@@ -8,6 +8,7 @@ emulator.
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,9 +119,9 @@ def test_export_round_trip(projects, variant, layout):
     want = "softmax.hccs.i8.v1" if layout == "linear" else "softmax.hccs.i8.tiled.v1"
     assert [e["variant_id"] for e in pipeline["execution"]] == [want]
     # the project's kernel sources are the wheel's, unmodified
-    wheel = aie4ml.__path__[0] + "/templates/nnet_utils/softmax/"
+    wheel = Path(aie4ml.__path__[0]) / "templates" / "nnet_utils" / "softmax"
     for name in ("softmax.cpp", "softmax.h"):
-        assert (d / "src/kernels/softmax" / name).read_text() == open(wheel + name).read()
+        assert (d / "src/kernels/softmax" / name).read_text() == (wheel / name).read_text()
     # write_inputs put our rows, in order, into the simulator's input files
     x = hard_rows(N, 2 * N, seed=1)
     ports = [p for p in pipeline["physical"]["plan"]["io_ports"] if p["direction"] == "input"]
@@ -136,7 +137,7 @@ def test_export_round_trip(projects, variant, layout):
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_aie4ml_kernels_on_host_equal_hccs_int(projects, minilm_rows, variant, layout):
-    d, mf = projects[variant, layout]
+    d, _ = projects[variant, layout]
     p = PARAMS[variant]
     x = np.concatenate([hard_rows(N, ROWS_PER_CASE, seed=7), minilm_rows])
     y, info = emulate_aie4ml(d, x, write_sim_output=False)

@@ -8,15 +8,15 @@ and outputs, so every head is its own DequantizeLinear -> Softmax -> QuantizeLin
 DequantizeLinear chain in one ONNX graph and one project: one parameters.h struct, one kernel
 instance (CAS_NUM tiles splitting the rows) and its own PLIO ports per head. Only aie4ml's
 Target "hardware" flow (PL data movers plus host code) is limited to one graph input and output
-(`system_plan.build_system_io` refuses more); we never ask for it, and a hardware build of one
-head is an export of that head alone. One project with N chains rather than N projects keeps one
-placement for all heads (no two heads claim the same tile) and one manifest.
+(`system_plan.build_system_io` refuses two heads); hccs-lab exports the AIE-only flow, and a
+hardware build would take one project per head. One project with N chains rather than N
+projects keeps one placement for all heads (no two heads claim the same tile) and one manifest.
 
 Every rule aie4ml enforces is checked before aie4ml is called (see `rules.py`), so a refused
 head gets an error naming the rule, the head and the numbers. The project is written into a
 temporary sibling folder and renamed into place, so DIR is either the previous export or the new
-one, never half of each (a user's own files in a previous export are kept). DIR/hccs_export.json (the manifest) maps each head to its ONNX node,
-its aie4ml instance, parameters.h struct and PLIO ports.
+one, never half of each (a user's own files in a previous export are kept). DIR/hccs_export.json
+(the manifest) maps each head to its ONNX node, aie4ml instance, parameters.h struct and ports.
 """
 from __future__ import annotations
 

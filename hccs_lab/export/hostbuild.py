@@ -259,7 +259,7 @@ def emulate_aie4ml(project_dir, x_int8, node: str | None = None, write_sim_outpu
         "engine": "aie4ml-host", "node": head["node"], "instance": head["instance"], "struct": struct,
         "layer": head["layer"], "head": head["head"], "params": {"B": head["B"], "S": head["S"], "D": head["D"]},
         "variant": mf["variant"], "layout": mf["layout"], "seq_len": n, "rows": rows, "tiles": st.cas_num,
-        "input_rows": int(len(x)), "iterations": iterations, "aie4ml_version": mf.get("aie4ml_version"),
+        "input_rows": len(x), "iterations": iterations, "aie4ml_version": mf.get("aie4ml_version"),
         "binary": str(exe), "cached": cached, "build_seconds": round(build_s, 3), "run_seconds": round(run_s, 4),
         "rows_per_second": round(len(xp) / run_s, 1) if run_s > 0 else None, "sim_outputs": written,
     }
