@@ -68,14 +68,17 @@ def test_exact_kl_equals_hccs_int_plus_metrics_kl(seed):
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("target,B_max", [("hccs-lab", 24), ("aie4ml", 64)])
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_grid_returns_the_brute_force_optimum_per_head(seed):
+def test_grid_returns_the_brute_force_optimum_per_head(seed, target, B_max):
     x, m = synthetic_rows(seed, rows=4, n=8, spread=2.0 + seed)
     scale = [0.05, 0.02, 0.1, 0.01][seed]
-    cands = valid_region(8, B_max=24)
+    cands = valid_region(8, B_max=B_max)
+    # the target's own rule, written out here: aie4ml needs n*(B - S*D) >= 256
+    cands = cands[8 * (cands[:, 0] - cands[:, 1] * cands[:, 2]) >= 256] if target == "aie4ml" else cands
     brute = brute_kl_rows(x, m, scale, cands).mean(1)
-    res = C.grid_search(C.row_stats(x, m, scale), 8, B_max=24)
-    assert res.candidates == len(cands)
+    res = C.grid_search(C.row_stats(x, m, scale), 8, B_max=B_max, target=target)
+    assert res.candidates == len(valid_region(8, B_max=B_max))
     assert res.kl == pytest.approx(brute.min(), abs=1e-12)
     # the returned parameters really achieve it, checked through hccs_int
     B, S, D = res.params.B, res.params.S, res.params.D
@@ -98,12 +101,13 @@ def test_grid_is_exact_over_the_whole_n128_region():
     np.testing.assert_allclose(brute_kl_rows(x, m, scale, cands[[best]]).mean(), every[best], atol=1e-12)
 
 
+@pytest.mark.parametrize("target,B_max", [("hccs-lab", 20), ("aie4ml", 48)])
 @pytest.mark.parametrize("granularity", ["head", "layer", "global"])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_calibrate_granularities_match_brute_force(seed, granularity):
+def test_calibrate_granularities_match_brute_force(seed, granularity, target, B_max):
     bank = make_bank(seed)
-    B_max = 20
     cands = valid_region(8, B_max=B_max)
+    cands = cands[8 * (cands[:, 0] - cands[:, 1] * cands[:, 2]) >= 256] if target == "aie4ml" else cands
     from hccs_lab.core import choose_scale
 
     per_head = {}
@@ -112,8 +116,8 @@ def test_calibrate_granularities_match_brute_force(seed, granularity):
             r = bank[l, h]
             sc = choose_scale(r.logits, r.mask)
             per_head[l, h] = brute_kl_rows(r.logits, r.mask, sc, cands)  # [K, rows]
-    cal = C.calibrate(bank, 8, granularity=granularity, progress=False, B_max=B_max)
-    assert len(cal.heads) == 4 and cal.granularity == granularity
+    cal = C.calibrate(bank, 8, granularity=granularity, progress=False, B_max=B_max, target=target)
+    assert len(cal.heads) == 4 and cal.granularity == granularity and cal.target == target
     groups = {"head": [[k] for k in per_head], "layer": [[(l, 0), (l, 1)] for l in range(2)],
               "global": [list(per_head)]}[granularity]
     for keys in groups:
@@ -170,7 +174,7 @@ def test_bad_inputs_are_named():
 
 @pytest.fixture(scope="module")
 def calibration():
-    return C.calibrate(make_bank(4, L=2, H=3), 8, progress=False, B_max=30)
+    return C.calibrate(make_bank(4, L=2, H=3), 8, progress=False, B_max=30, target="hccs-lab")
 
 
 def test_every_result_satisfies_the_constraints(calibration):
@@ -340,7 +344,7 @@ def test_fidelity_data_against_direct_computation(calibration):
 def test_comparison_table_and_heatmap(calibration):
     from hccs_lab.viz import calibration as P
 
-    glob = C.calibrate(make_bank(4, L=2, H=3), 8, granularity="global", progress=False, B_max=30)
+    glob = C.calibrate(make_bank(4, L=2, H=3), 8, granularity="global", progress=False, B_max=30, target="hccs-lab")
     rows = {r["name"]: r for r in P.comparison_table({"head": calibration, "global": glob})}
     assert rows["head"]["gap_to_best"] == 0.0 and rows["global"]["gap_to_best"] >= 0.0
     assert rows["global"]["param_sets"] == 1

@@ -145,37 +145,13 @@ def _knots(groups, D: np.ndarray, u: np.ndarray, weights: str = "w") -> np.ndarr
     return out - slack - 1e-9 * np.abs(out)
 
 
-def grid_search(stats: RowStats, seq_len: int, B_max: int | None = None, dedupe: bool | None = None,
-                subset=None, target: str = "hccs-lab") -> SearchResult:
-    """The candidate in `valid_region(seq_len, B_max)` with the lowest exact mean KL, with proof by bound.
+def _aggregate(stats: RowStats, region: CandidateRegion) -> np.ndarray:
+    """Per candidate: sum_d Pbar[d] log s(d) (+ P[s=0] log 2**-16), the part of the cross sum without rho.
 
-    `target` ("hccs-lab" or "aie4ml") restricts it to the candidates that target accepts
-    (`hccs_lab.core.params.target_mask`). `subset(cands) -> bool mask` restricts the search to part of
-    the set (the gradient polish uses
-    it for a neighbourhood); the result is then that part's exact optimum.
+    Prefix sums run within each (S, B) segment only, so their rounding stays at the segment's scale.
     """
-    check_target(target)
-    t0 = time.perf_counter()
-    if stats.max_keys > seq_len:
-        raise InputError(f"rows have up to {stats.max_keys} keys, more than seq_len={seq_len}")
-    top = max_base(seq_len) if B_max is None else min(max_base(seq_len), int(B_max))
-    if top < 1:
-        raise InputError(f"B_max={B_max} leaves no valid base")
-    dedupe = False if dedupe is None else dedupe  # merging rows costs more than it saves (measured)
-    groups = stats.groups(dedupe)
-    Wtot = float(stats.w.sum())
-    Wz = Wtot - stats.tail.sum(1)  # [128]: mass that gets a rho when B = S*D
-    mass = stats.mass_hist[:N_CLIP]
-    tailh = stats.tail_hist
-    region = candidate_region(top)
-    cands = region.cands
-    K = len(cands)
-    D = cands[:, 2]
-    z = region.zero
-
-    # pass 1: a lower bound of every candidate's KL (an upper bound of its cross sum):
-    # sum_r w (log(32767 // Z) - log 32767) <= -Wtot log B - F_D(S/B) <= -Wtot log B - chord
-    # prefix sums within each (S, B) segment only, so their rounding stays at the segment's scale
+    D, z = region.cands[:, 2], region.zero
+    mass, tailh = stats.mass_hist[:N_CLIP], stats.tail_hist
     prod = region.L_flat * mass[region.d_flat]
     for at, rows_, cols in region.blocks:
         blk = prod[at:at + rows_ * cols].reshape(rows_, cols)
@@ -183,23 +159,34 @@ def grid_search(stats: RowStats, seq_len: int, B_max: int | None = None, dedupe:
     before_D = np.where(D > 0, prod[np.maximum(region.seg_clip - 1, 0)], 0.0)  # sum over d < D
     agg = before_D + tailh[D] * region.L_clip
     agg[z] += tailh[D[z]] * LOG_KL_FLOOR  # B == S*D: the clip bucket scores 0, charged log 2**-16
+    return agg
 
-    def chord(rows, U):
-        """Chord of F_D between the U-grid knots around each candidate's u (only knots in use)."""
-        p = region.pos[rows] * U
-        k = np.minimum(p.astype(np.int64), U - 1)
-        at = D[rows] * (U + 1) + k
-        used = np.zeros(N_CLIP * (U + 1), bool)
-        used[at] = True
-        used[at + 1] = True
-        kidx = np.flatnonzero(used)
-        kd, kk = kidx // (U + 1), kidx % (U + 1)
-        table = np.zeros(N_CLIP * (U + 1))
-        table[kidx] = _knots(groups, kd, kk / (U * np.maximum(kd, 1)))
-        left, right = table[at], table[at + 1]
-        fr = p - k
-        return left * (1 - fr) + right * fr
 
+def _chord(region: CandidateRegion, groups, rows: np.ndarray, U: int) -> np.ndarray:
+    """Chord of F_D between the U-grid knots around each candidate's u (only the knots in use)."""
+    D = region.cands[rows, 2]
+    p = region.pos[rows] * U
+    k = np.minimum(p.astype(np.int64), U - 1)
+    at = D * (U + 1) + k
+    used = np.zeros(N_CLIP * (U + 1), bool)
+    used[at] = True
+    used[at + 1] = True
+    kidx = np.flatnonzero(used)
+    kd, kk = kidx // (U + 1), kidx % (U + 1)
+    table = np.zeros(N_CLIP * (U + 1))
+    table[kidx] = _knots(groups, kd, kk / (U * np.maximum(kd, 1)))
+    fr = p - k
+    return table[at] * (1 - fr) + table[at + 1] * fr
+
+
+def _coarse_bound(stats: RowStats, region: CandidateRegion, groups, agg: np.ndarray) -> np.ndarray:
+    """A lower bound of every candidate's mean KL from the coarse chord of F_D (pass 1).
+
+    sum_r w (log(32767 // Z) - log 32767) <= -Wtot log B - F_D(S/B) <= -Wtot log B - chord.
+    """
+    D, z = region.cands[:, 2], region.zero
+    Wtot = float(stats.w.sum())
+    Wz = Wtot - stats.tail.sum(1)  # [128]: mass that gets a rho when B = S*D
     kd = np.repeat(np.arange(N_CLIP), U_COARSE + 1)
     kk = np.tile(np.arange(U_COARSE + 1), N_CLIP)
     coarse = _knots(groups, kd, kk / (U_COARSE * np.maximum(kd, 1)))
@@ -210,7 +197,52 @@ def grid_search(stats: RowStats, seq_len: int, B_max: int | None = None, dedupe:
     Fz = np.zeros(N_CLIP)
     Fz[1:] = _knots(groups, Dz_all, 1.0 / Dz_all, weights="wz")
     ub[z] = agg[z] - Wz[D[z]] * region.log_B[z] - Fz[D[z]]
-    lb = (stats.neg_entropy - ub) / stats.n_rows
+    return (stats.neg_entropy - ub) / stats.n_rows
+
+
+def _exact_pass(stats: RowStats, cands: np.ndarray, lb: np.ndarray, best_kl: float, best_i: int, groups):
+    """Pass 2: exact evaluation, most promising first, until no bound can beat the incumbent."""
+    evaluated = 0
+    todo = np.flatnonzero(lb <= best_kl + _MARGIN)
+    batch = 256
+    while len(todo):
+        pick = np.argpartition(lb[todo], batch - 1)[:batch] if len(todo) > batch else np.arange(len(todo))
+        blk = todo[pick]
+        kl = exact_kl(stats, cands[blk], groups)
+        evaluated += len(blk)
+        j = int(np.argmin(kl))
+        if kl[j] < best_kl or (kl[j] == best_kl and blk[j] < best_i):
+            best_kl, best_i = float(kl[j]), int(blk[j])
+        rest = np.ones(len(todo), bool)
+        rest[pick] = False
+        todo = todo[rest]
+        todo = todo[lb[todo] <= best_kl + _MARGIN]
+        batch = min(4096, batch * 2)
+    return best_kl, best_i, evaluated
+
+
+def grid_search(stats: RowStats, seq_len: int, B_max: int | None = None, dedupe: bool | None = None,
+                subset=None, target: str = "hccs-lab") -> SearchResult:
+    """The candidate in `valid_region(seq_len, B_max)` with the lowest exact mean KL, with proof by bound.
+
+    `target` ("hccs-lab" or "aie4ml") restricts it to the candidates that target accepts
+    (`hccs_lab.core.params.target_mask`). `subset(cands) -> bool mask` restricts the search to part
+    of the set (the gradient polish uses it for a neighbourhood); the result is then that part's
+    exact optimum.
+    """
+    check_target(target)
+    t0 = time.perf_counter()
+    if stats.max_keys > seq_len:
+        raise InputError(f"rows have up to {stats.max_keys} keys, more than seq_len={seq_len}")
+    top = max_base(seq_len) if B_max is None else min(max_base(seq_len), int(B_max))
+    if top < 1:
+        raise InputError(f"B_max={B_max} leaves no valid base")
+    dedupe = False if dedupe is None else dedupe  # merging rows costs more than it saves (measured)
+    groups = stats.groups(dedupe)
+    region = candidate_region(top)
+    cands = region.cands
+    agg = _aggregate(stats, region)
+    lb = _coarse_bound(stats, region, groups, agg)
     if target != "hccs-lab":
         lb[~target_mask(cands, seq_len, target)] = np.inf
     if subset is not None:
@@ -221,39 +253,19 @@ def grid_search(stats: RowStats, seq_len: int, B_max: int | None = None, dedupe:
         raise InputError(f"no (B, S, D) is valid for target {target} at seq_len={seq_len}")
 
     # a first incumbent from the most promising candidates, then finer chords where still needed
+    K = len(cands)
     seed = np.argpartition(lb, 127)[:128] if K > 128 else np.arange(K)
     seed = seed[np.isfinite(lb[seed])]
-    seed_kl = exact_kl(stats, cands[seed], groups if dedupe else None)
+    ex_groups = groups if dedupe else None
+    seed_kl = exact_kl(stats, cands[seed], ex_groups)
     j = int(np.argmin(seed_kl))
-    best_kl, best_i, evaluated = float(seed_kl[j]), int(seed[j]), len(seed)
+    best_kl, best_i = float(seed_kl[j]), int(seed[j])
     open_rows = np.flatnonzero(lb <= best_kl + _MARGIN)
-    open_rows = open_rows[cands[open_rows, 1] * D[open_rows] != cands[open_rows, 0]]  # zero ones are exact in u
+    open_rows = open_rows[cands[open_rows, 1] * cands[open_rows, 2] != cands[open_rows, 0]]  # zero ones are exact in u
     if len(open_rows):
-        ub2 = agg[open_rows] - Wtot * region.log_B[open_rows] - chord(open_rows, U_FINE)
+        ub2 = agg[open_rows] - float(stats.w.sum()) * region.log_B[open_rows] - _chord(region, groups, open_rows, U_FINE)
         lb[open_rows] = np.maximum(lb[open_rows], (stats.neg_entropy - ub2) / stats.n_rows)
     lb[seed] = np.inf  # done
-
-    # pass 2: exact evaluation, most promising first, until no bound can beat the incumbent
-    ex_groups = groups if dedupe else None
-    todo = np.flatnonzero(lb <= best_kl + _MARGIN)
-    batch = 256
-    while len(todo):
-        if len(todo) > batch:
-            pick = np.argpartition(lb[todo], batch - 1)[:batch]
-        else:
-            pick = np.arange(len(todo))
-        blk = todo[pick]
-        kl = exact_kl(stats, cands[blk], ex_groups)
-        evaluated += len(blk)
-        j = int(np.argmin(kl))
-        if kl[j] < best_kl or (kl[j] == best_kl and blk[j] < best_i):
-            best_kl, best_i = float(kl[j]), int(blk[j])
-        rest = np.ones(len(todo), bool)
-        rest[pick] = False
-        todo = todo[rest]
-        todo = todo[lb[todo] <= best_kl + _MARGIN]
-        batch = min(4096, batch * 2)
+    best_kl, best_i, evaluated = _exact_pass(stats, cands, lb, best_kl, best_i, ex_groups)
     B, S, D = (int(v) for v in cands[best_i])
-    return SearchResult(HCCSParams(B, S, D), best_kl, K, evaluated, time.perf_counter() - t0)
-
-
+    return SearchResult(HCCSParams(B, S, D), best_kl, K, evaluated + len(seed), time.perf_counter() - t0)
