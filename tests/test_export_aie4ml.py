@@ -268,3 +268,65 @@ def test_output_directory_rules(tmp_path):
     assert len(pipeline["logical"]) == 1 and not list((d / "data").iterdir())  # the old inputs are gone
     assert (d / "README.txt").read_text() == "my notes"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+
+def test_calibrate_target_aie4ml_gives_heads_aie4ml_accepts():
+    # every MiniLM head, calibrated for the aie4ml target, passes aie4ml's own parameter check; the
+    # same rows calibrated for hccs-lab (no 256 rule) can only be as good or better, head by head
+    from hccs_lab.calibrate import calibrate
+    from hccs_lab.capture import capture_logits
+    from hccs_lab.data import calibration_texts
+    from hccs_lab.models import load
+
+    n = 128
+    bank = capture_logits(load("minilm-l6"), calibration_texts(8), max_len=n, max_rows_per_head=128, progress=False)
+    cal = calibrate(bank, n, progress=False)  # default target
+    assert cal.target == "aie4ml" and len(cal.heads) == 72
+    for h in cal.heads:
+        validate_hccs_params({"B": h.B, "S": h.S, "Dmax": h.D}, cols=n, param_sets=1)
+    free = calibrate(bank, n, progress=False, target="hccs-lab")
+    assert all(a.kl_after >= b.kl_after - 1e-12 for a, b in zip(cal.heads, free.heads))
+    moved = sum((a.B, a.S, a.D) != (b.B, b.S, b.D) for a, b in zip(cal.heads, free.heads))
+    assert moved > 0  # MiniLM has heads whose best hccs-lab point breaks aie4ml's rule
+    for b in free.heads:
+        assert (n * (b.B - b.S * b.D) < 256) == bool(aie4ml_violations(b, n))
+
+
+@needs_cxx
+def test_cli_export_then_emulate_the_project(tmp_path):
+    from hccs_lab.cli import main
+
+    cal = tmp_path / "cal.json"
+    heads = [{"layer": 0, "head": 1, **PARAMS["u8-clb"].as_dict(), "scale": 0.05},
+             {"layer": 2, "head": 5, **PARAMS["i16-clb"].as_dict(), "scale": 0.07}]
+    cal.write_text(json.dumps({"seq_len": N, "heads": heads}))
+    proj = tmp_path / "proj"
+    # a malformed calibration is refused with our error, exit 2 (not a traceback)
+    assert main(["export", "aie4ml", "--out", str(proj), "--seq-len", str(N), "--variant", "u8-clb",
+                 "--calibration", str(cal)]) == 2
+    from hccs_lab.calibrate import Calibration, HeadCalibration
+
+    good = Calibration(model="m", seq_len=N, n_layers=3, n_heads=6, samples=1, rows=1, data_fingerprint="x",
+                       method="grid", granularity="head", hccs_lab_version="0", created="now", seconds=0.0,
+                       candidates=1, before=HCCSParams(254, 2, 127), target="aie4ml",
+                       heads=tuple(HeadCalibration(l, h, *PARAMS["u8-clb"].as_dict().values(), 0.05, 1.0, 0.5)
+                                   for l in range(3) for h in range(6)))
+    good.to_json(cal)
+    assert main(["export", "aie4ml", "--out", str(proj), "--seq-len", str(N), "--variant", "u8-clb",
+                 "--calibration", str(cal), "--heads", "0:1,2:5"]) == 0
+    mf = json.loads((proj / "hccs_export.json").read_text())
+    assert [h["node"] for h in mf["heads"]] == ["softmax_l0_h1", "softmax_l2_h5"]
+    x = hard_rows(N, 300, seed=4)
+    np.save(tmp_path / "x.npy", x)
+    args = ["emulate", "--kernel", str(proj), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy"),
+            "--report", str(tmp_path / "r.json")]
+    assert main(args) == 2  # two heads: --node is required
+    assert main(args + ["--node", "2:5"]) == 0
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["engine"] == "aie4ml-host" and rep["node"] == "softmax_l2_h5"
+    assert {"cycles_per_row", "elements_per_cycle", "clock_ghz", "gelem_per_s"} <= set(rep)
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), hccs_int(x, PARAMS["u8-clb"], "u8", "clb"))
+    # --B/--S/--D that break aie4ml's rule: the rule and the numbers, before aie4ml runs
+    assert main(["export", "aie4ml", "--out", str(tmp_path / "p2"), "--seq-len", "32", "--variant", "u8-div",
+                 "--B", "40", "--S", "1", "--D", "36"]) == 2
+    assert not (tmp_path / "p2").exists()

@@ -15,6 +15,7 @@ COMMANDS = {
     "calibrate": ("hccs_lab.cli.calibrate", "calibrate every head of a model; writes a calibration JSON"),
     "kernel": ("hccs_lab.cli.kernel", "generate an int8 HCCS AI Engine kernel (C++ + kernel.json)"),
     "emulate": ("hccs_lab.cli.emulate", "run a generated kernel in the bundled emulator"),
+    "export": ("hccs_lab.cli.export", "write an aie4ml project for calibrated heads (the authors' toolchain)"),
     "qat": ("hccs_lab.cli.qat", "float32 fine-tune, calibrate, HCCS direct and after QAT; writes results JSON"),
     "report": ("hccs_lab.cli.report", "write the self-contained design-review HTML for a model"),
 }

@@ -29,13 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.params import split_variant
 from ..errors import InputError, InputTypeError, MissingError, ToolError
 from .onnx_graph import HeadNames, build_model, input_frac
 from .project_files import MANIFEST, instance_structs, port_windows, read_struct
 from .rules import INV_SHIFT, LAYOUTS, TILED_OUTER, aie4ml_violations, layout_violation
 
 DEFAULT_PART = "xilinx_vek280_base_202520_1"  # VEK280, AIE-ML; aie4ml also takes vck190 / xcve2802 parts
-VARIANTS = ("i16-div", "u8-div", "i16-clb", "u8-clb")
 # Top-level entries of a project aie4ml writes (either flow) or the AMD tools add when run there:
 # re-exporting replaces these; anything else in a previous export is carried over.
 AIE4ML_ENTRIES = {
@@ -55,13 +55,6 @@ def _aie4ml():
     return aie4ml
 
 
-def _split_variant(variant: str) -> tuple[str, bool]:
-    if variant not in VARIANTS:
-        raise InputError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
-    out, recip = variant.split("-")
-    return out, recip == "clb"
-
-
 def _head_key(h: dict) -> str:
     return f"{h['layer']}:{h['head']}"
 
@@ -75,10 +68,11 @@ def select_heads(calibration, heads="all", seq_len: int | None = None) -> list[d
     source = "the calibration"
     if isinstance(calibration, (str, os.PathLike)):
         source = str(calibration)
-        path = Path(calibration)
-        if not path.is_file():
-            raise MissingError(f"calibration file {path} does not exist")
-        calibration = json.loads(path.read_text())
+        from ..calibrate.calibration import Calibration
+
+        calibration = Calibration.from_json(calibration).to_dict()  # strict: corrupt files get a clear error
+    elif hasattr(calibration, "to_dict"):
+        calibration = calibration.to_dict()
     cal_n = calibration.get("seq_len")
     if seq_len is not None and cal_n is not None and int(cal_n) != int(seq_len):
         raise InputError(f"{source} was calibrated for seq_len {cal_n}, not --seq-len {seq_len}: HCCS parameters "
@@ -267,7 +261,8 @@ def _manifest(tmp: Path, heads, variant, layout, seq_len, rows, iterations, part
             "input_ports": [w.port for w in port_windows(tmp, nm.input, "input")],
             "output_ports": [w.port for w in port_windows(tmp, nm.output, "output")],
         })
-    out, use_clb = _split_variant(variant)
+    out, recip = split_variant(variant)
+    use_clb = recip == "clb"
     return {
         "target": "aie4ml", "aie4ml_version": version, "hccs_lab_version": hccs_version,
         "variant": variant, "output": out, "use_clb": use_clb, "inv_shift": INV_SHIFT,
@@ -290,7 +285,8 @@ def export_aie4ml(out_dir, heads, seq_len: int, variant: str, layout: str = "lin
     anything but a previous export is refused. The manifest lists, per head, layer, head, node,
     B, S, D, scale and where aie4ml put it (instance, struct, ports).
     """
-    out, use_clb = _split_variant(variant)
+    out, recip = split_variant(variant)
+    use_clb = recip == "clb"
     heads = _normalise_heads(heads)
     check_heads(heads, seq_len, layout)
     prepared = _prepare_inputs(inputs, heads, int(seq_len))
