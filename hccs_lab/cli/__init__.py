@@ -46,6 +46,3 @@ def main(argv=None) -> int:
         print(f"hccs-lab {args.command}: error: {e}", file=sys.stderr)
         return 2
 
-
-if __name__ == "__main__":
-    sys.exit(main())
