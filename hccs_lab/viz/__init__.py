@@ -1,0 +1,1 @@
+"""Plotly figures and printed tables built from results (calibrations, kernels, retraining runs); no state."""
