@@ -56,7 +56,7 @@ class _Collect(HTMLParser):
 
 def test_every_section_is_in_the_page_and_the_html_is_well_formed(sections, page):
     keys = [s.key for s in sections]
-    assert keys == ["model", "spread", "calibration", "rank", "kernel", "throughput", "qat"]
+    assert keys == ["model", "spread", "calibration", "rank", "kernel", "throughput", "deploy", "qat"]
     parsed = _Collect()
     parsed.feed(page)
     assert parsed.sections == keys
@@ -199,3 +199,19 @@ def test_calibration_for_another_model_is_refused(ctx, tmp_path, capsys):
     assert cli_main(["report", "--model", "minilm-l6", "--out", str(out), "--calibration", str(f), "--quick"]) == 2
     assert "made for model 'tiny'" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_deploy_section_runs_the_heads_through_aie4ml(ctx, sections):
+    import aie4ml
+
+    from hccs_lab.core import target_violations
+
+    sec = next(s for s in sections if s.key == "deploy")
+    text = "".join(b for b in sec.blocks if isinstance(b, str))
+    assert f"aie4ml {aie4ml.__version__}" in text and "bit-exact</b> with <code>hccs_int</code>" in text
+    assert "src/parameters.h" in text and "hccs_export.json" in text
+    kc = ctx.kernel_choice
+    p = ctx.calibration.params(kc.layer, kc.head)
+    assert ctx.calibration.target == "aie4ml" and not target_violations(p, ctx.calibration.seq_len, "aie4ml")
+    # the chosen head's own numbers appear in the generated parameters.h lines
+    assert f"B[CAS_NUM] = {{{p.B}}}" in text and f"Dmax[CAS_NUM] = {{{p.D}}}" in text

@@ -7,9 +7,10 @@ kernels on the host (g++ against hccs_lab's AIE API shim).
     y, info = emulate_aie4ml("proj/", x_int8, node="softmax_l0_h1")
 """
 from .aie4ml_project import check_heads, export_aie4ml, select_heads
+from .deploy_check import Deployment, deploy_and_check
 from .hostbuild import emulate_aie4ml
 from .project_files import read_manifest
 from .rules import aie4ml_violations, layout_violation
 
-__all__ = ["export_aie4ml", "emulate_aie4ml", "select_heads", "check_heads", "read_manifest",
+__all__ = ["export_aie4ml", "deploy_and_check", "Deployment", "emulate_aie4ml", "select_heads", "check_heads", "read_manifest",
            "aie4ml_violations", "layout_violation"]

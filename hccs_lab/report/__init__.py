@@ -14,6 +14,7 @@ from .context import Context, ReportSettings, build_context, check_settings, rea
 from .html import display_sections, html_table, paragraph, render_html, save_html, show, write_atomic
 from .kernel_choice import KL_TOLERANCE, KernelChoice, choose_kernel, cpp_excerpt, head_outputs
 from .context import Section
+from .deploy import section_deploy
 from .sections import (SECTIONS, build_sections, rank_rows, section_calibration, section_kernel, section_logit_spread,
                        section_model_and_data, section_qat, section_rank, section_throughput)
 
@@ -33,4 +34,4 @@ def write_report(settings: ReportSettings, out, progress: bool = True) -> Path:
 __all__ = ["ReportSettings", "Context", "build_context", "check_settings", "read_qat_results", "Section",
            "SECTIONS", "build_sections", "render_html", "write_report", "save_html", "display_sections", "show",
            "html_table", "paragraph", "rank_rows", "section_calibration", "section_kernel", "section_logit_spread",
-           "section_model_and_data", "section_qat", "section_rank", "section_throughput", "choose_kernel", "KernelChoice", "KL_TOLERANCE", "cpp_excerpt", "head_outputs"]
+           "section_deploy", "section_model_and_data", "section_qat", "section_rank", "section_throughput", "choose_kernel", "KernelChoice", "KL_TOLERANCE", "cpp_excerpt", "head_outputs"]

@@ -21,6 +21,7 @@ from ..config import quick_mode
 from ..core.metrics import rank_preservation
 from ..core.params import VARIANTS
 from .context import Context, Section
+from .deploy import section_deploy
 from .html import html_table, paragraph
 from .kernel_choice import KL_TOLERANCE, choose_kernel, cpp_excerpt, head_outputs, valid_rows
 
@@ -254,6 +255,7 @@ SECTIONS: tuple[tuple[str, Callable[[Context], Section]], ...] = (
     ("rank preservation", section_rank),
     ("kernel", section_kernel),
     ("throughput", section_throughput),
+    ("deploy with aie4ml", section_deploy),
     ("QAT", section_qat),
 )
 
