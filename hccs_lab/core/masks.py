@@ -96,3 +96,18 @@ def masked_max(x: np.ndarray, m) -> np.ndarray:
         return x.max(axis=-1, keepdims=True)
     mx = np.where(m, x, -np.inf).max(axis=-1, keepdims=True)
     return np.where(np.isfinite(mx), mx, 0.0)
+
+
+def float_rows(x, mask, who: str):
+    """(numpy float rows, their mask or None) after the checks every float-logit function makes.
+
+    dtype float, at least one key per row, the mask's shape and dtype, and no NaN or inf among the
+    valid keys (masked keys may hold anything).
+    """
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise InputTypeError(f"{who} takes float logits, got dtype {x.dtype}")
+    check_rows(x, "logits")
+    m = row_mask(x.shape, mask)
+    check_finite(x if m is None else np.where(m, x, 0.0))
+    return x, m

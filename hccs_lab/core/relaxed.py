@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError, InputTypeError
-from .masks import check_finite, check_rows, is_torch, masked_max, row_mask, torch
+from .masks import check_finite, check_rows, float_rows, is_torch, masked_max, row_mask, torch
 from .params import HCCSParams
 
 
@@ -25,12 +25,7 @@ def quantize_logits(logits, scale, mask=None, center: bool = True) -> np.ndarray
     """
     if is_torch(logits):
         logits = logits.detach().cpu().numpy()
-    logits = np.asarray(logits)
-    if not np.issubdtype(logits.dtype, np.floating):
-        raise InputTypeError(f"quantize_logits takes float logits, got dtype {logits.dtype}")
-    check_rows(logits, "logits")
-    m = row_mask(logits.shape, mask)
-    check_finite(logits if m is None else np.where(m, logits, 0.0))
+    logits, m = float_rows(logits, mask, "quantize_logits")
     scale = np.asarray(scale, dtype=np.float64)
     if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
         raise InputError(f"scale must be finite and > 0, got {scale}")
@@ -50,9 +45,7 @@ def choose_scale(logits, mask=None, percentile: float | None = 99.0, target: flo
     range a clip D <= 127 can use; the rare far-out keys beyond it are clipped by D anyway.
     """
     x = logits.detach().cpu().numpy() if is_torch(logits) else np.asarray(logits, dtype=np.float64)
-    check_rows(x, "logits")
-    m = row_mask(x.shape, mask)
-    check_finite(x if m is None else np.where(m, x, 0.0))
+    x, m = float_rows(x, mask, "choose_scale")
     dist = masked_max(x, m) - x
     dist = dist[m] if m is not None else dist.ravel()
     if dist.size == 0:
@@ -108,11 +101,7 @@ def hccs_float(logits, params, scale, mask=None):
             s = s.masked_fill(~m, 0.0)
         Z = s.sum(-1, keepdim=True)
         return s / torch.where(Z > 0, Z, torch.ones_like(Z))
-    x = logits
-    if not np.issubdtype(x.dtype, np.floating):
-        raise InputTypeError(f"hccs_float takes float logits, got dtype {x.dtype}")
-    m = row_mask(x.shape, mask)
-    check_finite(x if m is None else np.where(m, x, 0.0))
+    x, m = float_rows(logits, mask, "hccs_float")
     d = np.minimum((masked_max(x, m) - x) / np.asarray(scale), D)
     s = B - S * d
     if m is not None:
@@ -142,12 +131,7 @@ def softmax(logits, mask=None):
         e = e.masked_fill(~m, 0.0)
         Z = e.sum(-1, keepdim=True)
         return e / torch.where(Z > 0, Z, torch.ones_like(Z))
-    x = np.asarray(logits)
-    if not np.issubdtype(x.dtype, np.floating):
-        raise InputTypeError(f"softmax takes float logits, got dtype {x.dtype}")
-    check_rows(x, "logits")
-    m = row_mask(x.shape, mask)
-    check_finite(x if m is None else np.where(m, x, 0.0))
+    x, m = float_rows(logits, mask, "softmax")
     e = np.exp(x - masked_max(x, m))
     if m is not None:
         e = np.where(m, e, 0.0)
