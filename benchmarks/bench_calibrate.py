@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     from hccs_lab.capture import capture_logits
     from hccs_lab.data import calibration_texts
     from hccs_lab.models import load
-    from hccs_lab.core import choose_scale
+    from hccs_lab.core import choose_scale, max_base
 
     t = time.perf_counter()
     texts = calibration_texts(args.samples)
@@ -47,10 +47,10 @@ def main(argv=None) -> int:
           f"{rows} rows per head, seq_len {args.seq_len}")
     print(f"load {t_load:.2f} s, capture {t_capture:.2f} s (not counted below)")
 
-    C._region(C.max_base(args.seq_len))  # candidate layout: built once per process, a fixed cost
+    C.candidate_region(max_base(args.seq_len))  # candidate layout: built once per process, a fixed cost
     t = time.perf_counter()
-    C._region.cache_clear()
-    C._region(C.max_base(args.seq_len))
+    C.candidate_region.cache_clear()
+    C.candidate_region(max_base(args.seq_len))
     t_region = time.perf_counter() - t
 
     # per-head grid, instrumented: the same work as calibrate(), timed per stage
