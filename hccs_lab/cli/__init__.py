@@ -18,6 +18,7 @@ COMMANDS = {
     "export": ("hccs_lab.cli.export", "write an aie4ml project for calibrated heads (the authors' toolchain)"),
     "qat": ("hccs_lab.cli.qat", "float32 fine-tune, calibrate, HCCS direct and after QAT; writes results JSON"),
     "report": ("hccs_lab.cli.report", "write the self-contained design-review HTML for a model"),
+    "perplexity": ("hccs_lab.cli.perplexity", "perplexity of a causal LM, float32 vs HCCS by granularity and variant, with controls"),
 }
 
 

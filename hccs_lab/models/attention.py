@@ -13,7 +13,14 @@ seams in the middle:
 transformers builds the attention mask through a per-implementation mask function. A custom
 implementation without one gets `attention_mask=None`, so padding would be attended silently; the
 registration therefore pairs the function with `eager_mask` (0 where a key takes part, the dtype's
-most negative value where it does not). Causal masks of decoders (GPT-2) come through the same path.
+most negative value where it does not). Causal masks of decoders (GPT-2, Llama) come through the same
+path: the key mask of a causal row i is True for keys 0..i only (and not for padding).
+
+Grouped-query models (Llama family, e.g. SmolLM2: 9 query heads sharing 3 key/value heads) hand the
+function fewer key/value heads than query heads; they are repeated exactly as transformers' eager
+`repeat_kv` does (query head h reads key/value head h // group), so observers always see one logit
+matrix per query head. The softmax runs in float32 and is cast back to the query's dtype, as eager
+does. Learned sink logits (gpt-oss `s_aux`) are refused rather than silently dropped.
 
 State (observers, probability function) lives on a small object attached to each attention module
 of one model at `install`, so two loaded models never see each other's observers.
@@ -63,6 +70,21 @@ def keymask_from_additive(mask: torch.Tensor | None, like: torch.Tensor) -> torc
     return mask > torch.finfo(mask.dtype).min / 2
 
 
+def repeat_kv(kv: torch.Tensor, n_query_heads: int) -> torch.Tensor:
+    """[B, Hkv, L, D] -> [B, n_query_heads, L, D]: query head h reads key/value head h // (n_query_heads // Hkv).
+
+    The expansion transformers' eager attention does for grouped-query models (Llama, SmolLM2):
+    each key/value head serves a block of consecutive query heads.
+    """
+    b, hkv, length, d = kv.shape
+    if n_query_heads % hkv:
+        raise InputError(f"{n_query_heads} query heads cannot share {hkv} key/value heads evenly")
+    rep = n_query_heads // hkv
+    if rep == 1:
+        return kv
+    return kv[:, :, None, :, :].expand(b, hkv, rep, length, d).reshape(b, hkv * rep, length, d)
+
+
 def hccs_lab_attention(
     module: nn.Module,
     query: torch.Tensor,
@@ -76,6 +98,11 @@ def hccs_lab_attention(
     """Eager attention with observer and softmax-replacement seams (see the module docstring)."""
     if scaling is None:
         scaling = query.size(-1) ** -0.5
+    if kwargs.get("s_aux") is not None or getattr(module, "sinks", None) is not None:
+        # gpt-oss style learned sinks add a virtual key to every row; the seam would have to show it
+        raise InputError(f"{type(module).__name__} has learned attention sinks (s_aux), which the hccs_lab attention does not model")
+    if key.shape[1] != query.shape[1]:  # grouped-query attention: expand as eager does
+        key, value = repeat_kv(key, query.shape[1]), repeat_kv(value, query.shape[1])
     logits = torch.matmul(query, key.transpose(-1, -2)) * scaling
 
     state: _ModelState | None = getattr(module, _STATE_ATTR, None)
@@ -107,9 +134,10 @@ def hccs_lab_attention(
                 attention_mask = torch.zeros_like(attention_mask, dtype=logits.dtype).masked_fill(
                     ~attention_mask, torch.finfo(logits.dtype).min
                 )
-            probs = nn.functional.softmax(logits + attention_mask, dim=-1)
+            probs = nn.functional.softmax(logits + attention_mask, dim=-1, dtype=torch.float32)
         else:
-            probs = nn.functional.softmax(logits, dim=-1)
+            probs = nn.functional.softmax(logits, dim=-1, dtype=torch.float32)
+        probs = probs.to(query.dtype)  # eager: softmax in float32, back to the query's dtype
 
     probs = probs.type(value.dtype)
     probs = nn.functional.dropout(probs, p=dropout, training=module.training)

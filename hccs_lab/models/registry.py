@@ -1,6 +1,6 @@
 """Bundled models, loaded offline with the hccs_lab attention installed.
 
-`load(name_or_path_or_pair)` takes a bundled name ("minilm-l6", "tiny"), a local Hugging Face model
+`load(name_or_path_or_pair)` takes a bundled name ("minilm-l6", "tiny", "smollm2-135m"), a local Hugging Face model
 folder, or a `(model, tokenizer)` pair, and returns a `LoadedModel` that `capture_logits` takes as
 it is.
 """
@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import InputError, InputTypeError, MissingError
 from . import attention
 
-KNOWN_MODELS = ("minilm-l6", "tiny")
+KNOWN_MODELS = ("minilm-l6", "tiny", "smollm2-135m")
 
 
 @dataclass
@@ -82,7 +82,7 @@ def _load_tiny() -> LoadedModel:
 
 
 def load(what) -> LoadedModel:
-    """A bundled name ("minilm-l6", "tiny"), a local HF model folder, or a (model, tokenizer) pair."""
+    """A bundled name ("minilm-l6", "tiny", "smollm2-135m"), a local HF model folder, or a (model, tokenizer) pair."""
     if isinstance(what, LoadedModel):
         attention.install(what.model)
         return what
@@ -98,6 +98,10 @@ def load(what) -> LoadedModel:
         return _load_folder(minilm_path(), "minilm-l6")
     if text == "tiny":
         return _load_tiny()
+    if text == "smollm2-135m":
+        from .decoders import load_smollm2
+
+        return wrap(*load_smollm2(), "smollm2-135m")
     path = Path(text).expanduser()
     if path.is_dir():
         return _load_folder(path, path.name)
