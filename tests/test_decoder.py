@@ -196,12 +196,12 @@ def test_perplexity_command_writes_the_contract(tmp_path):
     from hccs_lab.cli import main
 
     out = tmp_path / "ppl.json"
-    rc = main(["perplexity", "--model", "smollm2-135m", "--texts", "2", "--seq-len", "64", "--calibration-texts", "2",
+    rc = main(["perplexity", "--model", "smollm2-135m", "--texts", "1", "--seq-len", "64", "--calibration-texts", "2",
                "--rows-per-head", "64", "--granularity", "global", "--variant", "u8-clb", "--variant", "i16-div",
                "--calibration-target", "aie4ml", "--batch-size", "2", "--out", str(out), "--quiet"])
     assert rc == 0
     r = json.loads(out.read_text())
-    assert r["model"] == "smollm2-135m" and r["seq_len"] == 64 and r["tokens"] == 2 * 63
+    assert r["model"] == "smollm2-135m" and r["seq_len"] == 64 and r["tokens"] == 63
     assert r["float32"]["perplexity"] > 1
     assert r["hccs"]["granularity"] == "global" and r["hccs"]["variant"] == "u8-clb"
     assert {x["variant"] for x in r["hccs_all"]} == {"u8-clb", "i16-div"}

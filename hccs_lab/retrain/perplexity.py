@@ -182,10 +182,19 @@ class DeployedProbs:
             return fn(logits, prm, sc, self.variant, mask=m, padding=self.padding)
         lg = logits.detach().float().cpu().numpy()
         mk = m.cpu().numpy()
+        o, r = split_variant(self.variant)
+        # one quantization for every head of the layer (per-head scales), then one hccs_int call per
+        # distinct parameter set (a layer or global calibration has a single one)
+        sc = np.asarray(self.scale[layer], dtype=np.float64)[None, :, None]
+        q = quantize_logits(lg, sc, mask=mk)
         out = np.empty(lg.shape, dtype=np.float32)
-        for h in range(lg.shape[1]):
-            out[:, h] = _deployed_reference(lg[:, h], self.params[layer][h], self.scale[layer][h], self.variant,
-                                            mk[:, h], self.padding)
+        groups: dict = {}
+        for h, prm in enumerate(self.params[layer]):
+            groups.setdefault((prm.B, prm.S, prm.D), []).append(h)
+        for (B, S, D), hs in groups.items():
+            sub = q[:, hs]
+            p = hccs_int(sub, HCCSParams(B, S, D), out=o, recip=r, mask=mk[:, hs] if self.padding == "exclude" else None)
+            out[:, hs] = p.astype(np.float32) / np.float32(full_scale(o))
         return torch.from_numpy(out).to(device=logits.device, dtype=logits.dtype)
 
 
