@@ -30,7 +30,10 @@ def test_kernel_from_calibration_then_emulate(tmp_path, capsys):
     assert rc == 0
     m = json.loads((out / "kernel.json").read_text())
     assert m["params"] == {"B": 161, "S": 3, "D": 31}  # layer 1, head 1 of the file
-    assert (m["variant"], m["arch"], m["seq_len"], m["schedule"]) == ("u8-clb", "aie-mlv2", 64, "wide64s")
+    from hccs_lab.aie.kernels import fastest_schedule
+
+    assert (m["variant"], m["arch"], m["seq_len"]) == ("u8-clb", "aie-mlv2", 64)
+    assert m["schedule"] == fastest_schedule("u8-clb", "aie-mlv2", 64) and "valid_len" not in m
     src = (out / m["files"]["source"]).read_text()
     assert "aie::mac" in src and "aie::reduce_max" in src and "clb(" in src
 
@@ -104,19 +107,55 @@ def test_emulate_bad_input(tmp_path, capsys):
     assert main(args) == 2 and "not valid JSON" in capsys.readouterr().err
 
 
+def test_emulate_with_valid_lengths(tmp_path, capsys):
+    k = tmp_path / "k"
+    assert main(["kernel", "--B", "150", "--S", "3", "--D", "30", "--variant", "u8-div", "--arch", "aie-ml",
+                 "--seq-len", "64", "--valid-len", "--out", str(k)]) == 0
+    assert json.loads((k / "kernel.json").read_text())["valid_len"] is True
+    rng = np.random.default_rng(5)
+    x = rng.integers(-128, 128, size=(40, 64)).astype(np.int8)
+    vl = rng.integers(0, 65, size=40)
+    vl[:2] = [0, 64]
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "vl.npy", vl)
+    base = ["emulate", "--kernel", str(k), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "p.npy"),
+            "--report", str(tmp_path / "r.json")]
+    assert main([*base, "--valid-len", str(tmp_path / "vl.npy")]) == 0
+    p = np.load(tmp_path / "p.npy")
+    assert np.array_equal(p, hccs_int(x, HCCSParams(150, 3, 30), out="u8", recip="div", valid_len=vl))
+    assert json.loads((tmp_path / "r.json").read_text())["valid_len"].endswith("vl.npy")
+    (tmp_path / "p.npy").unlink()
+    for arr, msg in [(vl[:10], "takes [40]"), (vl.astype(np.float32), "integers"), (vl + 65, "[0, 64]")]:
+        np.save(tmp_path / "bad.npy", arr)
+        assert main([*base, "--valid-len", str(tmp_path / "bad.npy")]) == 2
+        assert msg in capsys.readouterr().err
+    assert main(base) == 2 and "pass --valid-len" in capsys.readouterr().err
+    assert main([*base, "--valid-len", str(tmp_path / "missing.npy")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    plain = tmp_path / "plain"
+    assert main(["kernel", "--B", "150", "--S", "3", "--D", "30", "--variant", "u8-div", "--arch", "aie-ml",
+                 "--seq-len", "64", "--out", str(plain)]) == 0
+    assert main(["emulate", "--kernel", str(plain), "--input", str(tmp_path / "x.npy"), "--output",
+                 str(tmp_path / "p.npy"), "--report", str(tmp_path / "r.json"), "--valid-len",
+                 str(tmp_path / "vl.npy")]) == 2
+    assert "without valid-length support" in capsys.readouterr().err
+    assert not (tmp_path / "p.npy").exists()
+
+
 def test_checked_in_example_kernels_match_the_emitter(tmp_path):
     """kernels/examples/ holds generated kernels for reading; they must be what the emitter emits now."""
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1] / "kernels" / "examples"
     dirs = sorted(d for d in root.iterdir() if d.is_dir())
-    assert len(dirs) >= 2
+    assert len(dirs) >= 3 and any(json.loads((d / "kernel.json").read_text()).get("valid_len") for d in dirs)
     for d in dirs:
         m = json.loads((d / "kernel.json").read_text())
         out = tmp_path / d.name
         assert main(["kernel", "--B", str(m["params"]["B"]), "--S", str(m["params"]["S"]), "--D", str(m["params"]["D"]),
                      "--variant", m["variant"], "--arch", m["arch"], "--seq-len", str(m["seq_len"]),
-                     "--schedule", m["schedule"], "--out", str(out)]) == 0
+                     "--schedule", m["schedule"], *(["--valid-len"] if m.get("valid_len") else []),
+                     "--out", str(out)]) == 0
         for f in d.iterdir():
             if f.name != "kernel.json":
                 assert (out / f.name).read_text() == f.read_text(), f"{d.name}/{f.name} is stale: regenerate it"

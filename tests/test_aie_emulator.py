@@ -48,12 +48,94 @@ def test_emulator_matches_hccs_int_on_100k_rows(n, variant):
 def test_wide_reciprocal_path_is_exercised():
     # the u8 reciprocal at Z=2 is 255<<14: the kernel must take the 32-bit path and still be exact
     p = HCCSParams(2, 1, 2)
-    assert rho_bound(p, "u8-clb", 32) > 32767
-    k = hccs_kernel(p, "u8-clb", "aie-ml", 32)
-    assert k.params["wide_rho"] == 1
+    assert rho_bound(p, "u8-div", 32) > 32767
     x = np.full((1, 32), -100, np.int8)
     x[0, 0] = 100  # Z = 2 + 31*0 = 2: p[0] = min(255, (2 * (255 << 14)) >> 15) = 255
-    assert emulate_kernel(k, x)[0, 0] == 255 == hccs_int(x, p, out="u8", recip="clb")[0, 0]
+    for variant, schedule in (("u8-div", "wide64x1"), ("u8-clb", "paper")):
+        k = hccs_kernel(p, variant, "aie-ml", 32, schedule)
+        assert k.params["wide_rho"] == 1
+        out, recip = variant.split("-")
+        assert emulate_kernel(k, x)[0, 0] == 255 == hccs_int(x, p, out=out, recip=recip)[0, 0]
+    # our u8-clb schedules need no reciprocal at all: sat((s*255) >> k) is the same number
+    k = hccs_kernel(p, "u8-clb", "aie-ml", 32, "wide64x1")
+    assert k.params["wide_rho"] == 0 and emulate_kernel(k, x)[0, 0] == 255
+
+
+VALID_LEN_ROWS = 20_000
+
+
+@pytest.mark.parametrize("n", [32, 64, 128])
+@pytest.mark.parametrize("variant", HCCS_VARIANTS)
+def test_valid_length_kernels_match_hccs_int(n, variant):
+    """Keys at or past the row's valid length get exactly 0 and take no part in max or Z; random
+    lengths with 0 and n included; every schedule; the parameter corners."""
+    out, recip = variant.split("-")
+    rng = np.random.default_rng(n)
+    sets = [p for p in param_sets(n) if p.is_valid(n)]
+    per = -(-VALID_LEN_ROWS // len(sets))
+    for j, p in enumerate(sets):
+        x = hard_rows(n, per, seed=77 * n + j)
+        vl = rng.integers(0, n + 1, size=len(x))
+        vl[:4] = [0, n, 1, n - 1]
+        ref = hccs_int(x, p, out=out, recip=recip, valid_len=vl)
+        for schedule in HCCS_SCHEDULES:
+            k = hccs_kernel(p, variant, "aie-ml", n, schedule, valid_len=True)
+            got = emulate_kernel(k, x, vl)
+            bad = np.flatnonzero((got != ref).any(axis=1))
+            assert bad.size == 0, f"{variant} {schedule} n={n} {p}: {bad.size} rows differ, first length {vl[bad[0]]}"
+        assert not emulate_kernel(k, x[:1], np.array([0])).any()  # an empty row is all zeros
+
+
+def test_valid_length_is_checked():
+    k = hccs_kernel(HCCSParams(100, 2, 30), "u8-clb", "aie-ml", 64, valid_len=True)
+    x = np.zeros((3, 64), np.int8)
+    with pytest.raises(ValueError, match="takes a per-row valid length"):
+        emulate_kernel(k, x)
+    with pytest.raises(ValueError, match=r"\[0, 64\]"):
+        emulate_kernel(k, x, np.array([0, 65, 3]))
+    with pytest.raises(ValueError, match="shape"):
+        emulate_kernel(k, x, np.array([1, 2]))
+    with pytest.raises(TypeError, match="integers"):
+        emulate_kernel(k, x, np.array([1.0, 2.0, 3.0]))
+    with pytest.raises(ValueError, match="without valid-length"):
+        emulate_kernel(hccs_kernel(HCCSParams(100, 2, 30), "u8-clb", "aie-ml", 64), x, np.array([1, 2, 3]))
+
+
+AIE4ML_ROWS = 100_000
+
+
+@pytest.mark.parametrize("variant", HCCS_VARIANTS)
+def test_aie4ml_kernels_match_hccs_int_inside_its_rules(variant):
+    """aie4ml's linear softmax_i8 and tiled softmax_i8_tiled as IR: bit-exact with hccs_int on
+    every head aie4ml accepts (n*(B - S*D) >= 256), >= 100k rows per variant and layout."""
+    from hccs_lab.aie.aie4ml import aie4ml_kernel
+    from hccs_lab.core.params import target_violations
+
+    out, recip = variant.split("-")
+    cases = [(n, p) for n in (32, 64, 128) for p in param_sets(n)
+             if p.is_valid(n) and not target_violations(p, n, "aie4ml")]
+    assert len(cases) >= 9
+    per = -(-AIE4ML_ROWS // len(cases)) // 4 * 4 + 4  # whole 4-row bands, plus a ragged tail below
+    total = 0
+    for j, (n, p) in enumerate(cases):
+        x = hard_rows(n, per + (j % 3), seed=500 + j)
+        ref = hccs_int(x, p, out=out, recip=recip)
+        for layout in ("linear", "tiled"):
+            got = emulate_kernel(aie4ml_kernel(p, variant, "aie-ml", n, layout), x)
+            bad = np.flatnonzero((got != ref).any(axis=1))
+            assert bad.size == 0, f"aie4ml {layout} {variant} n={n} {p}: {bad.size} rows differ"
+        total += len(x)
+    assert total >= AIE4ML_ROWS
+
+
+def test_aie4ml_kernel_refuses_heads_outside_its_rules():
+    from hccs_lab.aie.aie4ml import aie4ml_kernel
+
+    with pytest.raises(ValueError, match="256"):
+        aie4ml_kernel(HCCSParams(127, 1, 127), "u8-clb", "aie-ml", 32)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        aie4ml_kernel(HCCSParams(100, 1, 20), "u8-clb", "aie-ml", 40, "linear")
+    assert aie4ml_kernel(HCCSParams(100, 1, 20), "u8-clb", "aie-ml", 40, "tiled").n == 40
 
 
 def test_hand_computed_row():
@@ -140,5 +222,5 @@ def test_random_valid_params_property():
             x = hard_rows(n, 64, seed=int(B) * 7 + int(S))
             v = HCCS_VARIANTS[int(rng.integers(0, 4))]
             out, recip = v.split("-")
-            k = hccs_kernel(p, v, "aie-ml", n, HCCS_SCHEDULES[int(rng.integers(0, 3))])
+            k = hccs_kernel(p, v, "aie-ml", n, HCCS_SCHEDULES[int(rng.integers(0, len(HCCS_SCHEDULES)))])
             assert np.array_equal(emulate_kernel(k, x), hccs_int(x, p, out=out, recip=recip)), (n, p, v, k.schedule)

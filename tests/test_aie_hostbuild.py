@@ -38,6 +38,28 @@ def test_host_build_equals_emulator(variant, n, arch, schedule, params):
     assert np.array_equal(host, hccs_int(x, params, out=out, recip=recip))
 
 
+VL_CASES = [("u8-clb", 128, "aie-ml", "wide64x1", HCCSParams(200, 3, 40)),
+            ("i16-div", 64, "aie-ml", "wide64s", HCCSParams(300, 4, 60)),
+            ("u8-div", 32, "aie-mlv2", "paper", HCCSParams(2, 1, 2)),
+            ("i16-clb", 128, "aie-ml", "wide64", HCCSParams(100, 2, 45))]
+
+
+@needs_cxx
+@pytest.mark.parametrize("variant, n, arch, schedule, params", VL_CASES)
+def test_host_build_with_valid_lengths(variant, n, arch, schedule, params):
+    """Per-row valid lengths on the host: random lengths, 0 and n included, == emulator == hccs_int."""
+    k = hccs_kernel(params, variant, arch, n, schedule, valid_len=True)
+    x = hard_rows(n, 2001, seed=n + 1)
+    vl = np.random.default_rng(n).integers(0, n + 1, size=len(x))
+    vl[:3] = [0, n, 1]
+    host = run_host(emit(k), x, valid_len=vl)
+    emu = emulate_kernel(k, x, vl)
+    out, recip = variant.split("-")
+    assert np.array_equal(host, emu)
+    assert np.array_equal(host, hccs_int(x, params, out=out, recip=recip, valid_len=vl))
+    assert not host[0].any()
+
+
 def test_emitted_names_are_only_validated_identifiers():
     from hccs_lab.aie.ir import Op, VType
     with pytest.raises(ValueError, match="not a valid kernel identifier"):

@@ -15,12 +15,14 @@ from pathlib import Path
 import numpy as np
 
 from ..core import HCCSParams
+from .aie4ml import LAYOUTS as AIE4ML_LAYOUTS, aie4ml_kernel
 from .cycles import AIE_ML, AIE_MLV2, CycleReport, Machine, estimate, machine_for, slot_view
 from .emit import FORMAT, FORMAT_VERSION, Emitted, emit, write_kernel_dir
 from .emulator import Emulator, emulate_kernel
 from .ir import Kernel
 from .kernels import (ARCHS, FASTEST_SCHEDULE, HCCS_SCHEDULES, HCCS_VARIANTS, REFERENCE_VARIANTS,
-                      check_seq_len, hccs_kernel, reference_kernel)
+                      check_seq_len, fastest_schedule, hccs_kernel, reference_kernel)
+from .machine import ASSUMPTIONS, RULES
 from ..errors import InputError, MissingError
 
 
@@ -44,9 +46,10 @@ class Generated:
 
 
 def generate(params: HCCSParams, variant: str, arch: str, seq_len: int, schedule: str | None = None,
-             out_dir=None) -> Generated:
-    """Build one head's kernel (fastest bit-exact schedule unless `schedule`), emit C++, optionally write it."""
-    k = hccs_kernel(params, variant, arch, seq_len, schedule)
+             out_dir=None, valid_len: bool = False) -> Generated:
+    """Build one head's kernel (fastest bit-exact schedule unless `schedule`; with `valid_len`,
+    one that takes a per-row valid length), emit C++, optionally write it."""
+    k = hccs_kernel(params, variant, arch, seq_len, schedule, valid_len)
     em = emit(k)
     out = write_kernel_dir(em, out_dir) if out_dir is not None else None
     return Generated(k, em, out)
@@ -71,7 +74,7 @@ def load_kernel_dir(path) -> Kernel:
     try:
         p = m["params"]
         params = HCCSParams(p["B"], p["S"], p["D"])
-        k = hccs_kernel(params, m["variant"], m["arch"], m["seq_len"], m["schedule"])
+        k = hccs_kernel(params, m["variant"], m["arch"], m["seq_len"], m["schedule"], bool(m.get("valid_len", False)))
     except KeyError as e:
         raise InputError(f"{mf} lacks the field {e}") from None
     src = d / m.get("files", {}).get("source", "")
@@ -80,13 +83,29 @@ def load_kernel_dir(path) -> Kernel:
     return k
 
 
-def emulate(kernel: Kernel, x: np.ndarray, clock_ghz: float | None = None) -> tuple[np.ndarray, CycleReport]:
+def emulate(kernel: Kernel, x: np.ndarray, clock_ghz: float | None = None,
+            valid_len=None) -> tuple[np.ndarray, CycleReport]:
     """Outputs bit-exact as the kernel computes them, plus the cycle-model estimate."""
-    y = Emulator(kernel).run(x)
+    y = Emulator(kernel).run(x, valid_len)
     return y, estimate(kernel, clock_ghz=clock_ghz)
 
 
-__all__ = ["generate", "emulate", "load_kernel_dir", "estimate", "slot_view", "hccs_kernel",
+def attention_breakdown(n: int, d_head: int, arch: str = "aie-ml", variant: str = "u8-clb", clock_ghz: float = 1.25):
+    """Cycles of QK^T, softmax and P.V for one head (see hccs_lab.aie.mha)."""
+    from .mha import attention_breakdown as _ab
+
+    return _ab(n, d_head, arch, variant, clock_ghz)
+
+
+def validation_points(clock_ghz: float = 1.25):
+    """Every published point with the model's figure (see hccs_lab.aie.published)."""
+    from .published import validation_points as _vp
+
+    return _vp(clock_ghz)
+
+
+__all__ = ["generate", "emulate", "load_kernel_dir", "estimate", "slot_view", "hccs_kernel", "aie4ml_kernel",
+           "AIE4ML_LAYOUTS", "attention_breakdown", "validation_points", "fastest_schedule", "RULES", "ASSUMPTIONS",
            "reference_kernel", "emulate_kernel", "machine_for", "Machine", "AIE_ML", "AIE_MLV2",
            "HCCS_VARIANTS", "HCCS_SCHEDULES", "REFERENCE_VARIANTS", "ARCHS", "FASTEST_SCHEDULE",
            "Generated", "Kernel", "check_seq_len"]

@@ -80,9 +80,11 @@ class Emulator:
         k = self.k
         if not isinstance(x, np.ndarray):
             raise InputTypeError(f"input must be a numpy array, got {type(x).__name__}")
+        if k.family == "mmul":
+            raise InputError(f"{k.name} is a matrix-multiply kernel: the cycle model's subject only, not emulated")
         if x.ndim != 2 or x.shape[1] != k.n:
             raise InputError(f"input must have shape [rows, {k.n}] for this kernel (seq_len {k.n}), got {x.shape}")
-        if k.family == "hccs":
+        if k.family in ("hccs", "aie4ml"):
             if x.dtype != np.int8:
                 raise InputTypeError(f"HCCS kernels take int8 logits, got dtype {x.dtype}")
             return x
@@ -93,18 +95,49 @@ class Emulator:
             return (xb.view(np.uint32) >> np.uint32(16)).astype(np.uint16).view(np.int16)
         return xb
 
-    def run(self, x) -> np.ndarray:
+    def check_valid_len(self, valid_len, rows: int):
+        k = self.k
+        if valid_len is None:
+            if k.valid_len:
+                raise InputError(f"{k.name} takes a per-row valid length: pass valid_len (int, one per row)")
+            return None
+        if not k.valid_len:
+            raise InputError(f"{k.name} was built without valid-length support (build it with valid_len=True)")
+        vl = np.asarray(valid_len)
+        if vl.dtype.kind not in "iu":
+            raise InputTypeError(f"valid_len must hold integers, got dtype {vl.dtype}")
+        if vl.shape != (rows,):
+            raise InputError(f"valid_len must have shape [{rows}] (one per row), got {vl.shape}")
+        if rows and (vl.min() < 0 or vl.max() > k.n):
+            raise InputError(f"valid_len must lie in [0, {k.n}], got values in [{vl.min()}, {vl.max()}]")
+        return vl.astype(np.int32)
+
+    def run(self, x, valid_len=None) -> np.ndarray:
         k = self.k
         x = self.check_input(x)
         rows = x.shape[0]
-        self.bufs = {k.input.name: x}
+        vl = self.check_valid_len(valid_len, rows)
+        if k.band > 1:  # a band of `band` rows, stored as its 4 x 8 microtiles one after another
+            g, inner = k.band, k.lanes // k.band
+            pad = (-rows) % g
+            xp = np.concatenate([x, np.zeros((pad, k.n), x.dtype)]) if pad else x
+            xin = xp.reshape(-1, g, k.n // inner, inner).transpose(0, 2, 1, 3).reshape(-1, g * k.n)
+        else:
+            xin = x
+        self.rows = xin.shape[0]
+        self.bufs = {k.input.name: xin}
+        if vl is not None:
+            self.bufs[next(b.name for b in k.buffers if b.role == "rowarg")] = vl
         self.vals = {}
         for s in k.body:
             if isinstance(s, Loop):
-                self._loop(s, rows)
+                self._loop(s, self.rows)
             else:
-                self.vals[s.dst] = self._op(s, None, rows)
+                self.vals[s.dst] = self._op(s, None, self.rows)
         out = self.bufs[k.output.name]
+        if k.band > 1:
+            out = out.reshape(-1, k.n // inner, g, inner).transpose(0, 2, 1, 3).reshape(-1, k.n)
+            return np.ascontiguousarray(out[:rows])
         return out.reshape(rows, k.n)
 
     # -- execution ----------------------------------------------------------------------------
@@ -112,6 +145,7 @@ class Emulator:
         outer = self.vals
         inner = {}
         self.vals = _Scope(outer, inner)
+        self.loop = loop
         for o in loop.body:
             r = self._op(o, loop, rows)
             if o.dst:
@@ -123,6 +157,10 @@ class Emulator:
                 res = np.maximum(init, red)
             elif c.combine == "add":
                 res = (v.sum(axis=1, dtype=np.int64) + init).astype(v.dtype)  # wraps like acc32
+            elif c.combine == "mac":
+                f = inner[c.factor] if c.factor in inner else self._get(c.factor, loop)
+                prod = v.astype(np.int64) * np.asarray(f).astype(np.int64)
+                res = (prod.sum(axis=1) + init).astype(init.dtype)
             else:
                 res = (v.sum(axis=1, dtype=np.float32) + init).astype(np.float32)
             outer[c.dst] = res
@@ -143,7 +181,20 @@ class Emulator:
             buf = self.bufs[o.buf]
             if loop is None:
                 return buf.reshape(rows, -1)[:, : t.lanes]
-            return buf.reshape(rows, loop.trips, t.lanes)
+            return buf.reshape(rows, -1, t.lanes)[:, loop.start:loop.start + loop.trips]
+        if c == "row_arg":
+            return self.bufs[o.buf].astype(np.int32)
+        if c == "lane_mask":  # key index i*lanes + lane below the row's valid length
+            idx = (np.arange(loop.trips)[:, None] + loop.start) * t.lanes + np.arange(t.lanes)[None, :]
+            return idx[None, :, :] < np.asarray(a[0]).reshape(-1, 1, 1)
+        if c == "select":
+            return np.where(a[2], a[1], a[0]).astype(_NP[t.elem], copy=False)
+        if c in ("seg_reduce_max", "seg_reduce_add"):
+            v = a[0].reshape(rows, -1, o.imm[0])
+            r = v.max(axis=-1) if c == "seg_reduce_max" else v.sum(axis=-1, dtype=np.int64)
+            return r.astype(_NP[t.elem])
+        if c == "spread":
+            return np.repeat(np.asarray(a[0]).astype(np.int64), o.imm[0], axis=-1).astype(_NP[t.elem])
         if c == "store":
             v = a[0]
             elem = k.buffer(o.buf).elem
@@ -175,27 +226,27 @@ class Emulator:
         if c == "srs":
             return srs(a[0], o.imm[0] if o.imm else 0, t.elem, k.rounding, k.saturation)
         if c == "srs_var":
-            return srs(a[0], np.asarray(a[1])[:, None], t.elem, k.rounding, k.saturation)
+            sh = np.asarray(a[1])
+            return srs(a[0], sh.reshape(sh.shape[:1] + (1,) * (np.ndim(a[0]) - 1)), t.elem, k.rounding, k.saturation)
         if c == "reduce_max":
             return a[0].max(axis=-1).astype(_NP[t.elem])
         if c == "reduce_add":
             return a[0].sum(axis=-1, dtype=np.int64).astype(_NP[t.elem])
-        if c == "sdiv":
-            z = a[1].astype(np.int64)
-            if np.any(z <= 0):
+        if c in ("sdiv", "sdiv_batched"):
+            z = np.asarray(a[1]).astype(np.int64)
+            if c == "sdiv_batched":  # batched_reciprocal treats a non-positive sum as 1
+                z = np.maximum(z, 1)
+            elif np.any(z <= 0):
                 raise ArithmeticError("kernel divided by a non-positive score sum")
-            return (a[0].astype(np.int64) // z).astype(np.int32)
+            return (np.asarray(a[0]).astype(np.int64) // z).astype(_NP[t.elem])
         if c == "slog2":
-            z = a[0].astype(np.int64)
-            return (np.frexp(z.astype(np.float64))[1] - 1).astype(np.int32)
-        if c == "sshl":
-            return (a[0].astype(np.int64) << a[1].astype(np.int64)).astype(np.int32)
-        if c == "sshr":
-            return (a[0].astype(np.int64) >> a[1].astype(np.int64)).astype(np.int32)
-        if c == "ssub":
-            return (a[0].astype(np.int64) - a[1].astype(np.int64)).astype(np.int32)
-        if c == "smax":
-            return np.maximum(a[0], a[1])
+            z = np.asarray(a[0]).astype(np.int64)
+            return (np.frexp(z.astype(np.float64))[1] - 1).astype(_NP[t.elem])
+        if c in ("sshl", "sshr", "ssub", "smax", "smin", "smul"):
+            x, y = np.asarray(a[0]).astype(np.int64), np.asarray(a[1]).astype(np.int64)
+            f = {"sshl": np.left_shift, "sshr": np.right_shift, "ssub": np.subtract, "smax": np.maximum,
+                 "smin": np.minimum, "smul": np.multiply}[c]
+            return f(x, y).astype(_NP[t.elem])
         return self._float_op(o, a)
 
     def _float_op(self, o, a):
@@ -258,6 +309,7 @@ class _Scope(dict):
         return name in self.inner or name in self.outer
 
 
-def emulate_kernel(kernel: Kernel, x) -> np.ndarray:
-    """Run `kernel` on rows `x` ([rows, n]; int8 for HCCS, float for references)."""
-    return Emulator(kernel).run(x)
+def emulate_kernel(kernel: Kernel, x, valid_len=None) -> np.ndarray:
+    """Run `kernel` on rows `x` ([rows, n]; int8 for HCCS and aie4ml, float for references);
+    `valid_len` (one int per row) for kernels built with valid-length support."""
+    return Emulator(kernel).run(x, valid_len)

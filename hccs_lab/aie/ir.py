@@ -58,7 +58,7 @@ class VType:
             raise ValueError(f"unknown element type {self.elem!r}")
         if self.acc is not None and self.acc not in ACCS:
             raise ValueError(f"unknown accumulator tag {self.acc!r}")
-        if self.lanes not in (1, 8, 16, 32, 64, 128):
+        if self.lanes not in (1, 2, 4, 8, 16, 32, 64, 128):
             raise ValueError(f"unsupported lane count {self.lanes}")
 
     @property
@@ -96,8 +96,18 @@ OPCODES = {
     "srs_var": 2,     # like srs with a runtime scalar shift
     # reductions (vector -> scalar)
     "reduce_max": 1, "reduce_add": 1,
-    # scalar unit
-    "sconst": 0, "sdiv": 2, "slog2": 1, "sshl": 2, "sshr": 2, "ssub": 2, "smax": 2,
+    # per-row valid length: `row_arg` reads the row's int32 from a "rowarg" buffer; `lane_mask`
+    # marks the lanes of this trip's slice whose key index is below it; `select` = mask ? b : a
+    "row_arg": 0, "lane_mask": 1, "select": 3,
+    # microtiled kernels (aie4ml's softmax_i8_tiled): per-row statistics of a band of rows held in
+    # one vector, `imm` = (lanes per row group,): segmented reductions to one lane per row, and
+    # the inverse, each row's statistic spread over its lane group
+    "seg_reduce_max": 1, "seg_reduce_add": 1, "spread": 1,
+    # scalar unit (a value with lanes > 1 here is a small per-row array, one scalar op per lane)
+    "sconst": 0, "sdiv": 2, "slog2": 1, "sshl": 2, "sshr": 2, "ssub": 2, "smax": 2, "smin": 2, "smul": 2,
+    "sdiv_batched": 2,  # aie4ml's batched_reciprocal: float inv seed + integer correction = floor(a/b)
+    # int8 matrix multiply of one native tile (aie::mmul): acc[M x N] += A[M x K] * B[K x N], imm (M, K, N)
+    "mmul": 3,
     # bf16 / float (AMD-style references)
     "to_bf16": 1,     # int16 lanes read as bf16 numbers (the input stream's reinterpretation)
     "fsub": 2, "fmul": 2, "fadd": 2, "fmac": 3, "fmax": 2,
@@ -147,15 +157,20 @@ class Carry:
     """A loop-carried reduction: `dst` = combine(init, value over every trip)."""
 
     dst: str
-    combine: str  # "max" | "add" | "fmax" | "fadd"
+    combine: str  # "max" | "add" | "fmax" | "fadd" | "mac" (dst = init + sum(value * factor)) | "mmul"
     init: str
     value: str
+    factor: str | None = None
 
     def __post_init__(self):
         for n in (self.dst, self.init, self.value):
             check_ident(n)
-        if self.combine not in ("max", "add", "fmax", "fadd"):
+        if self.combine not in ("max", "add", "fmax", "fadd", "mac", "mmul"):
             raise ValueError(f"unknown carry combine {self.combine!r}")
+        if (self.combine in ("mac", "mmul")) != (self.factor is not None):
+            raise ValueError("a mac or mmul carry, and only those, names a factor")
+        if self.factor is not None:
+            check_ident(self.factor)
 
 
 @dataclass(frozen=True)
@@ -167,6 +182,7 @@ class Loop:
     carries: tuple = ()
     unroll: bool = False
     label: str = "loop"
+    start: int = 0      # the first slice the loop visits (aie4ml's max pass starts after a peeled load)
 
     def __post_init__(self):
         if self.trips < 1:
@@ -178,11 +194,14 @@ class Loop:
 class Buffer:
     name: str
     elem: str
-    role: str  # "in" | "out" | "scratch"
+    role: str  # "in" | "out" | "scratch" | "rowarg" (one value per row: the valid length)
+    # scratch only: copies the row loop rotates through (2 = double-buffered: a trip's stores
+    # need not wait for the previous trip's loads of the same buffer)
+    slots: int = 1
 
     def __post_init__(self):
         check_ident(self.name, "buffer name")
-        if self.role not in ("in", "out", "scratch"):
+        if self.role not in ("in", "out", "scratch", "rowarg"):
             raise ValueError(f"unknown buffer role {self.role!r}")
         if self.elem not in ELEMS:
             raise ValueError(f"unknown buffer element {self.elem!r}")
@@ -191,7 +210,7 @@ class Buffer:
 @dataclass(frozen=True)
 class Kernel:
     name: str
-    family: str           # "hccs" | "reference"
+    family: str           # "hccs" | "reference" | "aie4ml" | "mmul"
     variant: str          # i16-div | u8-div | i16-clb | u8-clb | bf16-lut | bf16-bittrick | bf16-exp2
     schedule: str
     arch: str             # "aie-ml" | "aie-mlv2"
@@ -204,6 +223,10 @@ class Kernel:
     rows_per_iter: int = 1  # rows interleaved per row-loop iteration (hides reduction latency)
     params: dict = field(default_factory=dict)   # compile-time constants (B, S, D, ...)
     notes: str = ""
+    # rows one execution of the body handles together (aie4ml's microtiled kernel works on bands
+    # of 4 rows held as 4 x 8 microtiles); the body's "row" is then band * n elements
+    band: int = 1
+    valid_len: bool = False   # the kernel takes a per-row valid length (a "rowarg" buffer)
 
     def __post_init__(self):
         check_ident(self.name, "kernel name")
@@ -235,6 +258,8 @@ def validate(k: Kernel) -> None:
         raise ValueError("duplicate buffer names")
     if sum(b.role == "in" for b in k.buffers) != 1 or sum(b.role == "out" for b in k.buffers) != 1:
         raise ValueError("a kernel has exactly one input and one output buffer")
+    if k.valid_len != any(b.role == "rowarg" for b in k.buffers):
+        raise ValueError("a kernel with valid_len has exactly its rowarg buffer, and only it")
     outer: set[str] = set()
     seen: set[str] = set()
     for s in k.body:
@@ -249,6 +274,8 @@ def validate(k: Kernel) -> None:
                     raise ValueError(f"carry {c.dst}: init {c.init} must be defined before the loop")
                 if c.value not in inner:
                     raise ValueError(f"carry {c.dst}: value {c.value} must be defined in the loop")
+                if c.factor is not None and c.factor not in outer | inner:
+                    raise ValueError(f"carry {c.dst}: factor {c.factor} is not defined here")
                 if c.dst in seen:
                     raise ValueError(f"{c.dst} defined twice")
                 seen.add(c.dst)
@@ -263,7 +290,7 @@ def _check_op(o: Op, visible: set, bufs: set, seen: set) -> None:
     for a in o.args:
         if a not in visible:
             raise ValueError(f"{o.code} -> {o.dst}: operand {a} is not defined here")
-    if o.code in ("load", "store") and o.buf not in bufs:
+    if o.code in ("load", "store", "row_arg") and o.buf not in bufs:
         raise ValueError(f"{o.code}: unknown buffer {o.buf}")
     if o.dst is not None:
         if o.dst in seen:

@@ -21,6 +21,8 @@ six-loop kernel with the bit-trick exp), ``bf16-exp2`` (AIE-MLv2, native exp2).
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 from ..core.params import VARIANTS as HCCS_VARIANTS
 from ..core.params import INT16_MAX, U8_NUMER, HCCSParams, split_variant
 from ..core.reference import reciprocal
@@ -29,8 +31,8 @@ from .ir import Buffer, Carry, Kernel, Loop, Op, VType, scalar
 
 REFERENCE_VARIANTS = ("bf16-lut", "bf16-bittrick", "bf16-exp2")
 ARCHS = ("aie-ml", "aie-mlv2")
-HCCS_SCHEDULES = ("wide64s", "wide64", "wide64x1", "paper")
-FASTEST_SCHEDULE = "wide64s"
+HCCS_SCHEDULES = ("wide64x1", "wide64s", "wide64", "paper")
+FASTEST_SCHEDULE = None  # the default schedule is chosen per (variant, arch, n) by the cycle model
 MAX_N = 1024  # input, score and output rows must each fit one 64 KB tile with room to spare
 # float constants are written as bf16 bit patterns (int16), the only immediates the IR carries
 BF16_NEG_INF = -128      # 0xFF80
@@ -48,12 +50,13 @@ def check_seq_len(n: int, lanes: int = 32) -> int:
     return n
 
 
-def rho_bound(params: HCCSParams, variant: str, n: int) -> int:
+def rho_bound(params: HCCSParams, variant: str, n: int, valid_len: bool = False) -> int:
     """Largest reciprocal the kernel can ever broadcast: reached at the smallest possible Z.
 
-    The smallest Z is one key at the max (score B) and n-1 keys at the floor (B - S*D).
+    The smallest Z is one key at the max (score B) and n-1 keys at the floor (B - S*D); with a
+    valid length it is B alone (one valid key; the kernel raises an empty row's Z to B as well).
     """
-    z_min = params.B + (n - 1) * (params.B - params.S * params.D)
+    z_min = params.B if valid_len else params.B + (n - 1) * (params.B - params.S * params.D)
     return int(reciprocal(z_min, *split_variant(variant)))
 
 
@@ -68,45 +71,60 @@ class OpBuilder:
         return dst
 
 
-def hccs_kernel(params: HCCSParams, variant: str, arch: str, n: int, schedule: str | None = None) -> Kernel:
-    """One head's HCCS kernel as IR. `schedule` None picks the fastest bit-exact one."""
+def _check_args(params, variant, arch, n):
     if variant not in HCCS_VARIANTS:
         raise InputError(f"variant must be one of {HCCS_VARIANTS}, got {variant!r}")
     if arch not in ARCHS:
         raise InputError(f"arch must be one of {ARCHS}, got {arch!r}")
-    schedule = FASTEST_SCHEDULE if schedule is None else schedule
-    if schedule not in HCCS_SCHEDULES:
-        raise InputError(f"schedule must be one of {HCCS_SCHEDULES}, got {schedule!r}")
     if not isinstance(params, HCCSParams):
         raise InputTypeError(f"params must be HCCSParams, got {type(params).__name__}")
     check_seq_len(n)
     params.validate(n)
+
+
+def hccs_kernel(params: HCCSParams, variant: str, arch: str, n: int, schedule: str | None = None,
+                valid_len: bool = False) -> Kernel:
+    """One head's HCCS kernel as IR. `schedule` None picks the fastest bit-exact one (by the cycle
+    model, registers included). `valid_len`: the kernel takes a per-row valid length; keys at or
+    past it get exactly 0 and take no part in the max or in Z (`hccs_int(..., valid_len=)`)."""
+    _check_args(params, variant, arch, n)
+    if schedule is None:
+        schedule = fastest_schedule(variant, arch, n, valid_len, rho_bound(params, variant, n, valid_len) > INT16_MAX)
+    if schedule not in HCCS_SCHEDULES:
+        raise InputError(f"schedule must be one of {HCCS_SCHEDULES}, got {schedule!r}")
     B, S, D = params.B, params.S, params.D
     out_kind, recip = split_variant(variant)
 
     group = 4 if schedule == "wide64s" else 1
     if schedule == "paper":
-        # the authors' passes are plain loops (paper.md [C]: no chess_flatten_loop or
-        # chess_unroll_loop, the pragmas UG1079 gives for flattening), so from n=64 on they stay
-        # loops and the row loop around them is not software-pipelined
-        lanes, unroll, rows = 32, False, 1
+        # the authors' structure: 32-lane passes as plain loops (no pragma; the cycle model
+        # decides whether the compiler unrolls them), one row at a time, one scratch row
+        lanes, unroll, rows, slots = 32, False, 1, 1
     else:
-        lanes, unroll, rows = min(64, n), True, (1 if schedule == "wide64x1" else 4)
+        # our schedules flatten every pass (chess_unroll_loop) and rotate two scratch copies, so a
+        # row's score stores need not wait for the previous row's loads
+        lanes, unroll, rows, slots = min(64, n), True, (1 if schedule == "wide64x1" else 4), 2
     T = n // lanes
     v8, u8v = VType("int8", lanes), VType("uint8", lanes)
     v16 = VType("int16", lanes)
     acc = VType("int32", lanes, "acc32")
-    wide_rho = rho_bound(params, variant, n) > INT16_MAX
+    wide_rho = rho_bound(params, variant, n, valid_len) > INT16_MAX
     rho_t = VType("int32" if wide_rho else "int16", lanes)
     prod_t = VType("int32", lanes, "acc64" if wide_rho else "acc32")
     out_elem = "int16" if out_kind == "i16" else "uint8"
+    vl = valid_len
 
     b = OpBuilder()
-    # pass 1: running max over the row's vectors
+    if vl:
+        b.op("vlen", "row_arg", scalar("int32"), buf="valid_len")
+    # pass 1: running max over the row's vectors (keys past the valid length read as -128)
     b.op("neg_inf", "const", v8, imm=(-128,))
     p1 = OpBuilder()
     p1.op("x1", "load", v8, buf="logits")
-    b.ops.append(Loop(T, tuple(p1.ops), (Carry("vmax", "max", "neg_inf", "x1"),), unroll, "pass_max"))
+    if vl:
+        p1.op("mk1", "lane_mask", VType("int8", lanes), "vlen")
+        p1.op("x1m", "select", v8, "neg_inf", "x1", "mk1")
+    b.ops.append(Loop(T, tuple(p1.ops), (Carry("vmax", "max", "neg_inf", "x1m" if vl else "x1"),), unroll, "pass_max"))
     b.op("m", "reduce_max", scalar("int8"), "vmax", group=group)
     b.op("mb", "bcast", v8, "m")
     b.op("mbu", "cast", u8v, "mb")
@@ -115,7 +133,6 @@ def hccs_kernel(params: HCCSParams, variant: str, arch: str, n: int, schedule: s
     b.op("base", "const", v16, imm=(B,))
     b.op("acc_base", "ups", acc, "base")
     b.op("zero16", "const", v16, imm=(0,))
-    b.op("acc_zero", "ups", acc, "zero16")
     # pass 2: d = min(m - x, D) in uint8; s = B - S*d on the int8 MAC; running sum; int16 scores
     p2 = OpBuilder()
     p2.op("x2", "load", v8, buf="logits")
@@ -125,42 +142,96 @@ def hccs_kernel(params: HCCSParams, variant: str, arch: str, n: int, schedule: s
     p2.op("d8", "cast", v8, "dcl")
     p2.op("score", "mac", acc, "acc_base", "d8", "neg_s")
     p2.op("score16", "srs", v16, "score", imm=(0,))
-    p2.op(None, "store", None, "score16", buf="scores")
-    b.ops.append(Loop(T, tuple(p2.ops), (Carry("zacc", "add", "acc_zero", "score"),), unroll, "pass_score"))
-    b.op("z", "reduce_add", scalar("int32"), "zacc", group=group)
-    # reciprocal on the scalar unit
-    if recip == "div":
-        b.op("numer", "sconst", scalar("int32"), imm=(INT16_MAX if out_kind == "i16" else U8_NUMER,))
-        b.op("rho", "sdiv", scalar("int32"), "numer", "z")
+    if vl:
+        # keys past the valid length score exactly 0: they drop out of Z and their output is 0;
+        # Z is summed in int16 lanes (every partial sum is at most Z <= n*B <= 32767)
+        p2.op("mk2", "lane_mask", VType("int8", lanes), "vlen")
+        p2.op("sc16", "select", v16, "zero16", "score16", "mk2")
+        p2.op(None, "store", None, "sc16", buf="scores")
+        carry = Carry("zacc", "add", "zero16", "sc16")
     else:
-        b.op("k", "slog2", scalar("int32"), "z")  # 31 - clb(Z)
-        if out_kind == "i16":
-            b.op("numer", "sconst", scalar("int32"), imm=(INT16_MAX,))
-            b.op("rho", "sshr", scalar("int32"), "numer", "k")
-        else:
-            b.op("c255", "sconst", scalar("int32"), imm=(255,))
-            b.op("c15", "sconst", scalar("int32"), imm=(15,))
-            b.op("sh", "ssub", scalar("int32"), "c15", "k")
-            b.op("rho", "sshl", scalar("int32"), "c255", "sh")
-    b.op("rhob", "bcast", rho_t, "rho")
-    # pass 3: p = sat(s * rho >> shift)
+        p2.op(None, "store", None, "score16", buf="scores")
+        # the running sum starts from the B-filled accumulator the MAC already holds (no second
+        # constant accumulator live); its lanes*B is taken off the scalar sum
+        carry = Carry("zacc", "add", "acc_base", "score")
+    b.ops.append(Loop(T, tuple(p2.ops), (carry,), unroll, "pass_score"))
+    if vl:
+        b.op("z", "reduce_add", scalar("int32"), "zacc", group=group)
+    else:
+        b.op("zraw", "reduce_add", scalar("int32"), "zacc", group=group)
+        b.op("bsum", "sconst", scalar("int32"), imm=(lanes * B,))
+        b.op("z", "ssub", scalar("int32"), "zraw", "bsum")
+    if vl:  # an empty row (Z = 0) takes Z = B: its scores are all 0, so any reciprocal gives 0
+        b.op("bmin", "sconst", scalar("int32"), imm=(B,))
+        b.op("zr", "smax", scalar("int32"), "z", "bmin")
+        z = "zr"
+    else:
+        z = "z"
     p3 = OpBuilder()
     p3.op("s3", "load", v16, buf="scores")
-    p3.op("prod", "mul", prod_t, "s3", "rhob")
-    p3.op("prob", "srs", VType(out_elem, lanes), "prod", imm=(0 if out_kind == "i16" else 15,))
+    if variant == "u8-clb" and schedule != "paper":
+        # sat_u8((s * (255 << (15 - k))) >> 15) == sat_u8((s * 255) >> k) for 0 <= k <= 15: one
+        # multiply by a constant and an SRS whose shift is the scalar k (no reciprocal broadcast)
+        b.op("k", "slog2", scalar("int32"), z)  # 31 - clb(Z)
+        b.op("c255", "const", v16, imm=(255,))
+        p3.op("prod", "mul", VType("int32", lanes, "acc32"), "s3", "c255")
+        p3.op("prob", "srs_var", VType(out_elem, lanes), "prod", "k")
+        wide_rho = False
+    else:
+        # reciprocal on the scalar unit
+        if recip == "div":
+            b.op("numer", "sconst", scalar("int32"), imm=(INT16_MAX if out_kind == "i16" else U8_NUMER,))
+            b.op("rho", "sdiv", scalar("int32"), "numer", z)
+        else:
+            b.op("k", "slog2", scalar("int32"), z)  # 31 - clb(Z)
+            if out_kind == "i16":
+                b.op("numer", "sconst", scalar("int32"), imm=(INT16_MAX,))
+                b.op("rho", "sshr", scalar("int32"), "numer", "k")
+            else:
+                b.op("c255", "sconst", scalar("int32"), imm=(255,))
+                b.op("c15", "sconst", scalar("int32"), imm=(15,))
+                b.op("sh", "ssub", scalar("int32"), "c15", "k")
+                b.op("rho", "sshl", scalar("int32"), "c255", "sh")
+        b.op("rhob", "bcast", rho_t, "rho")
+        # pass 3: p = sat(s * rho >> shift)
+        p3.op("prod", "mul", prod_t, "s3", "rhob")
+        p3.op("prob", "srs", VType(out_elem, lanes), "prod", imm=(0 if out_kind == "i16" else 15,))
     p3.op(None, "store", None, "prob", buf="probs")
     b.ops.append(Loop(T, tuple(p3.ops), (), unroll, "pass_norm"))
 
-    name = f"hccs_{out_kind}_{recip}_{schedule}_n{n}"
+    name = f"hccs_{out_kind}_{recip}_{schedule}_n{n}" + ("_vl" if vl else "")
+    bufs = [Buffer("logits", "int8", "in"), Buffer("scores", "int16", "scratch", slots),
+            Buffer("probs", out_elem, "out")]
+    if vl:
+        bufs.append(Buffer("valid_len", "int32", "rowarg"))
     return Kernel(
         name=name, family="hccs", variant=variant, schedule=schedule, arch=arch, n=n, lanes=lanes,
-        buffers=(Buffer("logits", "int8", "in"), Buffer("scores", "int16", "scratch"),
-                 Buffer("probs", out_elem, "out")),
-        body=tuple(b.ops), rounding="floor", saturation="saturate", rows_per_iter=rows,
-        params={"B": B, "S": S, "D": D, "wide_rho": int(wide_rho)},
+        buffers=tuple(bufs), body=tuple(b.ops), rounding="floor", saturation="saturate", rows_per_iter=rows,
+        params={"B": B, "S": S, "D": D, "wide_rho": int(wide_rho)}, valid_len=vl,
         notes=("reciprocal needs 32 bits (Z can fall below 256): int16 x int32 multiply into acc64"
                if wide_rho else "reciprocal fits int16: int16 x int16 multiply into acc32"),
     )
+
+
+@lru_cache(maxsize=None)
+def fastest_schedule(variant: str, arch: str, n: int, valid_len: bool = False, wide_rho: bool = False) -> str:
+    """The schedule the cycle model finds fastest for this variant, arch, n and reciprocal width
+    (cycle counts depend on the head's parameters only through that width)."""
+    from .cycles import estimate
+
+    p = _params_with_width(variant, n, valid_len, wide_rho)
+    best = min(HCCS_SCHEDULES, key=lambda s: (estimate(hccs_kernel(p, variant, arch, n, s, valid_len)).cycles_per_row,
+                                               HCCS_SCHEDULES.index(s)))
+    return best
+
+
+def _params_with_width(variant: str, n: int, valid_len: bool, wide: bool) -> HCCSParams:
+    """A valid head for n whose reciprocal does (wide) or does not fit int16."""
+    top = INT16_MAX // n
+    for p in (HCCSParams(min(200, top), 2, 40), HCCSParams(top, 0, 0), HCCSParams(1, 0, 0), HCCSParams(2, 1, 2)):
+        if p.is_valid(n) and (rho_bound(p, variant, n, valid_len) > INT16_MAX) == wide:
+            return p
+    raise InputError(f"no {'wide' if wide else 'narrow'}-reciprocal head exists for {variant} at n={n}")
 
 
 def reference_kernel(variant: str, n: int, arch: str | None = None) -> Kernel:

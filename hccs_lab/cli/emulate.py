@@ -24,6 +24,8 @@ def add_arguments(p):
     p.add_argument("--output", required=True, type=Path, help="where to write the outputs (.npy)")
     p.add_argument("--report", required=True, type=Path, help="where to write the JSON report")
     p.add_argument("--clock-ghz", type=float, default=1.25, help="clock for G elements/s (default 1.25)")
+    p.add_argument("--valid-len", type=Path, default=None,
+                   help="int .npy, one valid length per row (kernels generated with `hccs-lab kernel --valid-len`)")
 
 
 def load_npy(path: Path, what: str = "input") -> np.ndarray:
@@ -50,6 +52,17 @@ def load_input(path: Path, n: int) -> np.ndarray:
     return x
 
 
+def load_valid_len(path: Path, rows: int, n: int) -> np.ndarray:
+    vl = load_npy(path, "valid lengths")
+    if vl.dtype.kind not in "iu":
+        raise InputError(f"{path} has dtype {vl.dtype}; valid lengths are integers (one per row)")
+    if vl.shape != (rows,):
+        raise InputError(f"{path} has shape {vl.shape}; the input has {rows} rows, so it takes [{rows}]")
+    if vl.min() < 0 or vl.max() > n:
+        raise InputError(f"{path} holds valid lengths in [{vl.min()}, {vl.max()}]; they must lie in [0, {n}]")
+    return vl
+
+
 def run(args) -> int:
     from ..aie import emulate, load_kernel_dir
     from ..export.project_files import MANIFEST
@@ -57,12 +70,23 @@ def run(args) -> int:
     if not args.clock_ghz > 0:
         raise InputError(f"--clock-ghz must be positive, got {args.clock_ghz}")
     if (args.kernel / MANIFEST).is_file():
+        if args.valid_len is not None:
+            raise InputError("--valid-len is for hccs-lab kernels: aie4ml's kernels have no mask "
+                             "(padded keys enter as -128 and take part)")
         return run_aie4ml(args)
     if args.node is not None:
         raise InputError(f"--node picks a head of an aie4ml project; {args.kernel} is an hccs-lab kernel directory")
     k = load_kernel_dir(args.kernel)
     x = load_input(args.input, k.n)
-    y, rep = emulate(k, x, clock_ghz=args.clock_ghz)
+    vl = None
+    if args.valid_len is not None:
+        if not k.valid_len:
+            raise InputError(f"{args.kernel} was generated without valid-length support: "
+                             "regenerate it with `hccs-lab kernel ... --valid-len`")
+        vl = load_valid_len(args.valid_len, x.shape[0], k.n)
+    elif k.valid_len:
+        raise InputError(f"{args.kernel} takes a valid length per row: pass --valid-len L.npy")
+    y, rep = emulate(k, x, clock_ghz=args.clock_ghz, valid_len=vl)
     buf = io.BytesIO()
     np.save(buf, y)
     report = rep.as_dict()
@@ -70,6 +94,8 @@ def run(args) -> int:
                    "output_dtype": str(y.dtype), "params": k.params and {kk: k.params[kk] for kk in ("B", "S", "D")},
                    "total_cycles": round(rep.total_cycles(x.shape[0]), 1),
                    "total_cycles_note": "one call over all rows: whole row-loop trips plus pipeline fill/drain"})
+    if vl is not None:
+        report["valid_len"] = str(args.valid_len)
     write_bytes(args.output, buf.getvalue())
     write_bytes(args.report, (json.dumps(report, indent=2) + "\n").encode())
     print(f"emulated {x.shape[0]} rows x {k.n}: {rep.cycles_per_row:.1f} cycles/row, "
@@ -80,7 +106,7 @@ def run(args) -> int:
 
 def run_aie4ml(args) -> int:
     """The aie4ml project's own kernel on the host, plus the cycle model of that kernel's structure."""
-    from ..aie import estimate, hccs_kernel
+    from ..aie import aie4ml_kernel, estimate
     from ..core.params import HCCSParams
     from ..export import emulate_aie4ml, read_manifest
 
@@ -88,15 +114,16 @@ def run_aie4ml(args) -> int:
     x = load_input(args.input, n)
     y, info = emulate_aie4ml(args.kernel, x, node=args.node)
     p = info["params"]
-    # aie4ml targets AIE-ML parts (VEK280); its linear softmax_i8 is the paper's kernel structure
-    rep = estimate(hccs_kernel(HCCSParams(p["B"], p["S"], p["D"]), info["variant"], "aie-ml", n, "paper"),
+    # aie4ml targets AIE-ML parts (VEK280); the cycle model runs the IR of the project's own
+    # kernel (linear softmax_i8 or tiled softmax_i8_tiled)
+    rep = estimate(aie4ml_kernel(HCCSParams(p["B"], p["S"], p["D"]), info["variant"], "aie-ml", n, info["layout"]),
                    clock_ghz=args.clock_ghz)
     buf = io.BytesIO()
     np.save(buf, y)
     report = {**rep.as_dict(), **info, "engine": "aie4ml-host", "rows": int(x.shape[0]), "input": str(args.input),
               "output": str(args.output), "output_dtype": str(y.dtype),
-              "cycle_model_kernel": "hccs-lab 'paper' schedule: the structure of aie4ml's linear softmax_i8 "
-                                    "(emulator estimate, not a hardware measurement)"}
+              "cycle_model_kernel": f"aie4ml's {info['layout']} kernel as hccs-lab IR (hccs_lab.aie.aie4ml; "
+                                    "emulator estimate, not a hardware measurement)"}
     write_bytes(args.output, buf.getvalue())
     write_bytes(args.report, (json.dumps(report, indent=2) + "\n").encode())
     print(f"ran {x.shape[0]} rows x {n} through aie4ml's {info['layout']} kernel ({info['node']}, host build"

@@ -21,6 +21,8 @@ def add_arguments(p):
     p.add_argument("--seq-len", required=True, type=int, help="row length n (a multiple of 32)")
     p.add_argument("--schedule", choices=HCCS_SCHEDULES, default=None,
                    help="default: the fastest bit-exact schedule; 'paper' is the authors' structure")
+    p.add_argument("--valid-len", action="store_true",
+                   help="the kernel takes a per-row valid length (keys past it get 0; `emulate --valid-len`)")
     p.add_argument("--out", required=True, type=Path, help="output directory")
 
 
@@ -50,9 +52,10 @@ def run(args) -> int:
     from ..aie import generate
 
     params = params_from_args(args)
-    gen = generate(params, args.variant, args.arch, args.seq_len, args.schedule, out_dir=args.out)
+    gen = generate(params, args.variant, args.arch, args.seq_len, args.schedule, out_dir=args.out,
+                   valid_len=args.valid_len)
     m = gen.manifest
     print(f"wrote {args.out}/: {m['files']['source']}, hccs_params.h, kernel.json "
           f"({m['variant']}, {m['arch']}, n={m['seq_len']}, schedule {m['schedule']}, "
-          f"B={params.B} S={params.S} D={params.D})")
+          f"B={params.B} S={params.S} D={params.D}{', per-row valid length' if args.valid_len else ''})")
     return 0

@@ -80,3 +80,56 @@ def slot_figure(kernel: Kernel, max_cycles: int = 80, steady_state: bool = False
 
 def validation_lines() -> list[str]:
     return [c.line() for c in validation_checks()]
+
+
+def validation_rows(clock_ghz: float = 1.25) -> list[dict]:
+    """Every published point with the model's figure and their ratio (rows for a table)."""
+    from ..aie.published import validation_points
+
+    return [p.as_dict() for p in validation_points(clock_ghz)]
+
+
+# the attention heads design reviews ask about: (label, n, d_head)
+HEADS = (("MiniLM-L6 (d_head 32)", 128, 32), ("SmolLM2-135M (d_head 64)", 128, 64))
+
+
+def attention_rows(heads=HEADS, arch: str = "aie-ml", variant: str = "u8-clb") -> list[dict]:
+    """Per head: cycles of QK^T, softmax (hccs-lab, the paper's kernel, the bf16 reference) and P.V."""
+    from ..aie.mha import attention_breakdown
+
+    rows = []
+    for label, n, d in heads:
+        b = attention_breakdown(n, d, arch, variant)
+        rows.append({"head": label, "n": n, "d_head": d, "qk": b["qk_cycles"], "pv": b["pv_cycles"],
+                     "softmax": b["softmax_cycles"], "share": b["softmax_share"],
+                     "paper_softmax": b["paper_softmax_cycles"], "paper_share": b["paper_share"],
+                     "reference": b["reference"], "reference_softmax": b["reference_softmax_cycles"],
+                     "reference_share": b["reference_share"], "schedule": b["softmax_schedule"]})
+    return rows
+
+
+def print_attention(rows: list[dict]) -> None:
+    print(f"{'head':<26}{'QK^T':>9}{'softmax':>9}{'P.V':>9}{'share':>8}   {'paper kernel':>13}{'share':>7}"
+          f"   {'bf16 ref':>9}{'share':>7}   (cycles per head, emulator estimates)")
+    for r in rows:
+        print(f"{r['head']:<26}{r['qk']:9.0f}{r['softmax']:9.0f}{r['pv']:9.0f}{r['share']:8.0%}   "
+              f"{r['paper_softmax']:13.0f}{r['paper_share']:7.0%}   {r['reference_softmax']:9.0f}{r['reference_share']:7.0%}")
+
+
+def attention_figure(rows: list[dict], title: str = "One attention head: cycles per stage (emulator estimate)"):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    cats = []
+    for r in rows:
+        cats += [f"{r['head']}<br>hccs-lab {r['schedule']}", f"{r['head']}<br>paper kernel",
+                 f"{r['head']}<br>{r['reference']}"]
+    qk = [r["qk"] for r in rows for _ in range(3)]
+    pv = [r["pv"] for r in rows for _ in range(3)]
+    sm = [v for r in rows for v in (r["softmax"], r["paper_softmax"], r["reference_softmax"])]
+    fig.add_bar(x=cats, y=qk, name="QK^T (int8 mmul)")
+    fig.add_bar(x=cats, y=sm, name="softmax")
+    fig.add_bar(x=cats, y=pv, name="P.V (int8 mmul)")
+    fig.update_layout(barmode="stack", title=title, yaxis={"title": "cycles per head (log)", "type": "log"},
+                      height=460)
+    return fig

@@ -30,9 +30,7 @@ static inline __attribute__((always_inline)) void hccs_rows1(
     aie::accum<acc32, 32> acc_base;
     acc_base.from_vector(base, 0);
     const aie::vector<int16, 32> zero16 = aie::broadcast<int16, 32>(0);
-    aie::accum<acc32, 32> acc_zero;
-    acc_zero.from_vector(zero16, 0);
-    aie::accum<acc32, 32> zacc = acc_zero;
+    aie::accum<acc32, 32> zacc = acc_base;
     // pass_score: 4 x 32 lanes
     for (int i = 0; i < 4; ++i) chess_prepare_for_pipelining {
         aie::vector<int8, 32> x2 = aie::load_v<32>(in_row + i * 32);
@@ -45,7 +43,10 @@ static inline __attribute__((always_inline)) void hccs_rows1(
         aie::store_v(scratch_row + i * 32, score16);
         zacc = aie::add(zacc, score);
     }
-    int32 z = aie::reduce_add(zacc.to_vector<int32>(0));
+    aie::accum<acc32, 16> zraw_a16 = aie::add(zacc.extract<16>(0), zacc.extract<16>(1));
+    int32 zraw = aie::reduce_add(zraw_a16.to_vector<int32>(0));
+    const int32 bsum = 6400;
+    int32 z = zraw - bsum;
     const int32 numer = 32767;
     int32 rho = numer / z  /* no divide unit: a software routine */;
     aie::vector<int16, 32> rhob = aie::broadcast<int16, 32>(static_cast<int16>(rho));

@@ -2,10 +2,10 @@
 #pragma once
 #define HCCS_SEQ_LEN 128
 #define HCCS_LANES 64
-#define HCCS_ROWS_PER_ITER 4
+#define HCCS_ROWS_PER_ITER 1
 #define HCCS_B 200
 #define HCCS_S 3
 #define HCCS_D 40
 #define HCCS_OUT_T uint8
-#define HCCS_ENTRY hccs_u8_clb_wide64s_n128
+#define HCCS_ENTRY hccs_u8_clb_wide64x1_n128_vl
 #define HCCS_ARCH "aie-ml"
