@@ -14,6 +14,7 @@ import sys
 COMMANDS = {
     "calibrate": ("hccs_lab.cli.calibrate", "calibrate every head of a model; writes a calibration JSON"),
     "kernel": ("hccs_lab.cli.kernel", "generate an int8 HCCS AI Engine kernel (C++ + kernel.json)"),
+    "cycles": ("hccs_lab.cli.cycles", "the cycle model's rules; --validate: every published point, model vs paper"),
     "emulate": ("hccs_lab.cli.emulate", "run a generated kernel in the bundled emulator"),
     "export": ("hccs_lab.cli.export", "write an aie4ml project for calibrated heads (the authors' toolchain)"),
     "qat": ("hccs_lab.cli.qat", "float32 fine-tune, calibrate, HCCS direct and after QAT; writes results JSON"),
