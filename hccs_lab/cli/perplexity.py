@@ -8,8 +8,8 @@ from __future__ import annotations
 
 
 def add_arguments(parser) -> None:
-    from ..core import TARGETS, VARIANTS
-    from ..retrain.perplexity import GRANULARITIES
+    from ..calibrate.calibration import GRANULARITIES
+    from ..core.params import TARGETS, VARIANTS
 
     parser.add_argument("--model", default="smollm2-135m", help="a causal LM (default: smollm2-135m)")
     parser.add_argument("--calibration", default=None,
