@@ -154,10 +154,15 @@ def _scratch_check(instrs: list[Instr], k: Kernel):
 
 
 def _hoisted_units(lw) -> dict:
+    """Registers the loop-invariant values hold for the whole loop (one copy each: the
+    interleaved rows share their constants, as the emitted code does)."""
     base = {"v": 0, "a": 0}
+    seen = set()
     for name, t in lw.hoisted.items():
-        if name not in lw.used_hoisted or t is None or t.is_scalar or (t.acc is None and t.lanes <= 4):
+        key = name.split("__")[0]
+        if name not in lw.used_hoisted or key in seen or t is None or t.is_scalar or (t.acc is None and t.lanes <= 4):
             continue
+        seen.add(key)
         base["a" if t.acc else "v"] += max(1, math.ceil(t.bits / 256))
     return base
 

@@ -1,19 +1,23 @@
 """Kernel builders: the four HCCS variants in several schedules, and AMD-style bf16 references.
 
-HCCS schedules (all bit-exact with `hccs_lab.hccs_int`; the tests check every one):
+HCCS schedules (all bit-exact with `hccs_lab.hccs_int`, with or without a per-row valid length;
+the tests check every one):
 
-* ``paper``: the authors' kernel as described in paper.md §4.3: 32-lane int8 vectors, three
-  passes (max; sub/clamp/mac/sum with an int16 score row; multiply by the reciprocal and narrow),
-  each pass a loop over the row's vectors, one row at a time.
-* ``wide64``: our schedule: full 512-bit int8 vectors (64 lanes, the native AIE-ML width), every
-  pass unrolled (n is a compile-time constant) so the row is straight-line code and the row loop
-  itself is software-pipelined, and 4 rows interleaved per row-loop trip so that one row's
-  reductions and scalar reciprocal hide behind the others' vector work.
-* ``wide64x1``: the same without row interleaving (to show what interleaving buys).
-* ``wide64s``: ``wide64`` whose 4 interleaved rows share the tails of their reduction trees: each
-  row halves its max / sum privately down to a quarter of a register, the four partials are packed
-  into one vector and reduced segment-wise with shuffles (the values are those of per-row
-  reductions; the host build checks the shared code bit for bit).
+* ``paper``: the authors' structure (paper.md §4.3, aie4ml's `softmax_i8`): 32-lane int8
+  vectors, three passes (max; sub/clamp/mac/sum with an int16 score row; multiply by the
+  reciprocal and narrow), each a plain loop (no pragma), one row at a time. The exact aie4ml
+  kernels, as the wheel writes them, are `aie4ml.aie4ml_kernel`.
+* ``wide64x1``: our schedule: full 512-bit int8 vectors (64 lanes), every pass flattened
+  (chess_unroll_loop), one row per trip of a software-pipelined row loop, two scratch copies
+  alternated by trip (a row's score stores need not wait for the previous row's loads), the
+  running sum started from the B-filled accumulator the MAC already holds, and for u8-clb no
+  reciprocal at all: sat((s*255) >> k) equals the paper's sat((s * (255 << (15-k))) >> 15).
+* ``wide64``: the same with 4 rows interleaved per trip (to hide reductions behind other rows).
+* ``wide64s``: ``wide64`` whose 4 rows share the tails of their reduction trees (each row halves
+  its max / sum privately, the partials are packed into one vector and reduced segment-wise).
+
+The cycle model decides which is fastest (`fastest_schedule`): with the pipeliner's II limit and
+the register files, the interleaved schedules only pay off where one row is short.
 
 References (float numerics are approximate; see each builder's docstring): ``bf16-lut`` (AIE-ML,
 mlir-aie structure with a 4-way parallel LUT exp), ``bf16-bittrick`` (AIE-ML, the Vitis tutorial's

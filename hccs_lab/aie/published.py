@@ -126,7 +126,7 @@ MISS_NOTES = {
 
 
 def miss_note(p: Point) -> str:
-    if "i8+CLB n=128" in p.name or p.name == "paper CLB kernel n=128":
+    if p.n == 128 and ("i8+CLB" in p.name or "CLB kernel" in p.name):
         return MISS_NOTES["i8+CLB n=128"]
     if "bf16" in p.name:
         return MISS_NOTES["bf16"]

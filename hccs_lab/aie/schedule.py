@@ -238,11 +238,14 @@ class Fit:
     lengthened_from: int | None = None
 
     stagger: int = 0        # list schedules: cycles between consecutive interleaved rows
+    window: int = 0         # list schedules: the issue window that made it fit
 
     def outcome(self, m: Machine) -> str:
         cap = f"{self.peak['v']}/{m.vreg_units} vector, {self.peak['a']}/{m.areg_units} accumulator units"
         if over(self.peak, m):
             return f"does NOT fit the register files even after {self.spills} spill(s): {cap}"
+        if self.window:
+            return f"an issue window of {self.window} instructions keeps it in the register files: {cap}"
         if self.stagger:
             return (f"interleaved rows staggered {self.stagger} cycles apart to fit"
                     + (f", and {self.spills} spill(s)" if self.spills else "") + f": {cap}")
@@ -266,6 +269,16 @@ def stagger(instrs: list[Instr], d: int) -> list[Instr]:
     return out
 
 
+def window(instrs: list[Instr], w: int) -> list[Instr]:
+    """A copy where no instruction issues before the one `w` places earlier in program (lowering)
+    order: an issue window, how a register-pressure-aware scheduler keeps unrolled code from
+    running far ahead of its consumers."""
+    out = [replace(i, after=list(i.after)) for i in instrs]
+    for j in range(w, len(out)):
+        out[j].after.append((j - w, 0))
+    return out
+
+
 def fit_linear(instrs: list[Instr], m: Machine, base: dict, max_spills: int = 24) -> Fit:
     """A list schedule that fits the register files: as placed, else with interleaved rows
     staggered by the smallest delay that fits, else spilling the longest-lived values."""
@@ -275,15 +288,42 @@ def fit_linear(instrs: list[Instr], m: Machine, base: dict, max_spills: int = 24
         return Fit(None, placed, instrs, peak)
     rows = {i.row for i in instrs if i.row is not None}
     best = None
-    if len(rows) > 1:
+    if len(rows) > 1:  # the smallest stagger that fits: doubling, then bisection (4-cycle steps)
         span = makespan(instrs, placed)
-        for d in range(4, span + 1, 4):
+
+        def attempt(d):
             cand = stagger(instrs, d)
             p = place(cand, m)
             pk = max_live(live_ranges(cand, p, m), None, base)
-            if not over(pk, m):
-                best = Fit(None, p, cand, pk, 0, None, d)
+            return None if over(pk, m) else Fit(None, p, cand, pk, 0, None, d)
+
+        lo, hi, d = 0, None, 4
+        while d <= 2 * span and hi is None:
+            best = attempt(d)
+            if best is not None:
+                hi = d
+            else:
+                lo, d = d, 2 * d
+        while hi is not None and hi - lo > 4:
+            mid = (lo + hi) // 8 * 4
+            if mid <= lo:
                 break
+            cand = attempt(mid)
+            if cand is not None:
+                best, hi = cand, mid
+            else:
+                lo = mid
+    if best is not None:
+        return best
+    # an issue window: the widest (halving from the whole trip) that fits
+    w = len(instrs) // 2
+    while w >= 8 and best is None:
+        cand = window(instrs, w)
+        p = place(cand, m)
+        pk = max_live(live_ranges(cand, p, m), None, base)
+        if not over(pk, m):
+            best = Fit(None, p, cand, pk, 0, None, 0, w)
+        w //= 2
     if best is not None:
         return best
     spills = 0
