@@ -181,6 +181,11 @@ def test_bad_input_is_rejected_clearly():
         Emulator(k).run(np.zeros((3, 32), np.int8))
     with pytest.raises(ValueError, match="multiple of 32"):
         hccs_kernel(HCCSParams(100, 2, 30), "u8-clb", "aie-ml", 48)
+    with pytest.raises(ValueError, match="not a multiple of 64"):
+        hccs_kernel(HCCSParams(100, 2, 30), "u8-clb", "aie-ml", 96, "wide64x1")
+    x96 = hard_rows(96, 500, seed=96)
+    k96 = hccs_kernel(HCCSParams(100, 2, 30), "u8-clb", "aie-ml", 96)  # the default picks a schedule that covers it
+    assert np.array_equal(emulate_kernel(k96, x96), hccs_int(x96, HCCSParams(100, 2, 30), out="u8", recip="clb"))
     with pytest.raises(ValueError, match="n\\*B"):
         hccs_kernel(HCCSParams(1000, 2, 30), "u8-clb", "aie-ml", 64)
 

@@ -96,6 +96,9 @@ def hccs_kernel(params: HCCSParams, variant: str, arch: str, n: int, schedule: s
         schedule = fastest_schedule(variant, arch, n, valid_len, rho_bound(params, variant, n, valid_len) > INT16_MAX)
     if schedule not in HCCS_SCHEDULES:
         raise InputError(f"schedule must be one of {HCCS_SCHEDULES}, got {schedule!r}")
+    if schedule not in schedules_for(n):
+        raise InputError(f"schedule {schedule} works on 64-lane vectors: n={n} is not a multiple of 64 "
+                         f"(use one of {schedules_for(n)})")
     B, S, D = params.B, params.S, params.D
     out_kind, recip = split_variant(variant)
 
@@ -217,6 +220,11 @@ def hccs_kernel(params: HCCSParams, variant: str, arch: str, n: int, schedule: s
     )
 
 
+def schedules_for(n: int) -> tuple:
+    """The schedules that cover a row of n: the 64-lane ones need n = 32 or a multiple of 64."""
+    return HCCS_SCHEDULES if n == 32 or n % 64 == 0 else ("paper",)
+
+
 @lru_cache(maxsize=None)
 def fastest_schedule(variant: str, arch: str, n: int, valid_len: bool = False, wide_rho: bool = False) -> str:
     """The schedule the cycle model finds fastest for this variant, arch, n and reciprocal width
@@ -224,9 +232,11 @@ def fastest_schedule(variant: str, arch: str, n: int, valid_len: bool = False, w
     from .cycles import estimate
 
     p = _params_with_width(variant, n, valid_len, wide_rho)
-    best = min(HCCS_SCHEDULES, key=lambda s: (estimate(hccs_kernel(p, variant, arch, n, s, valid_len)).cycles_per_row,
-                                               HCCS_SCHEDULES.index(s)))
-    return best
+    def cost(s):
+        rep = estimate(hccs_kernel(p, variant, arch, n, s, valid_len))
+        return (rep.registers.startswith("does NOT fit"), rep.cycles_per_row, HCCS_SCHEDULES.index(s))
+
+    return min(schedules_for(n), key=cost)
 
 
 def _params_with_width(variant: str, n: int, valid_len: bool, wide: bool) -> HCCSParams:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from ..core import HCCSParams, max_base
 from .aie4ml import aie4ml_kernel
 from .cycles import estimate
-from .kernels import HCCS_SCHEDULES, HCCS_VARIANTS, REFERENCE_VARIANTS, hccs_kernel, reference_kernel
+from .kernels import HCCS_SCHEDULES, HCCS_VARIANTS, REFERENCE_VARIANTS, hccs_kernel, reference_kernel, schedules_for
 
 # Published anchors (reference/aie.md §3.3; reference/paper.md §4.5)
 TUTORIAL_CYCLES_2048 = 8083          # Vitis AIE-ML softmax tutorial, 2048 classes, 16 lanes
@@ -186,7 +186,7 @@ def throughput_table(arch: str = "aie-ml", ns=(32, 64, 128, 256), clock_ghz: flo
     for n in ns:
         p = typical_params(n)
         for v in HCCS_VARIANTS:
-            for s in HCCS_SCHEDULES:
+            for s in schedules_for(n):
                 r = estimate(hccs_kernel(p, v, arch, n, s), clock_ghz=clock_ghz)
                 rows.append({"arch": arch, "n": n, "kernel": f"{v} / {s}", "variant": v, "schedule": s,
                              "cycles_per_row": r.cycles_per_row, "gelem_per_s": r.gelem_per_s,
@@ -215,7 +215,7 @@ def throughput_table(arch: str = "aie-ml", ns=(32, 64, 128, 256), clock_ghz: flo
 def fastest(arch: str, variant: str, n: int, clock_ghz: float = 1.25, valid_len: bool = False):
     """The fastest bit-exact register-feasible hccs-lab schedule's report for (arch, variant, n)."""
     best = None
-    for s in HCCS_SCHEDULES:
+    for s in schedules_for(n):
         r = estimate(hccs_kernel(typical_params(n), variant, arch, n, s, valid_len), clock_ghz=clock_ghz)
         if r.registers.startswith("does NOT fit"):
             continue
