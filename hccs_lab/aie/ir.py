@@ -4,7 +4,8 @@ One `Kernel` describes what one AIE tile does to one row of n logits. Three cons
 
 * `emulator.py` executes it bit-exactly with numpy over all rows at once;
 * `emit.py` prints it as AIE API C++ (aie::vector, aie::accum, aie::mac, ...);
-* `cycles.py` schedules it on a machine description and estimates cycles per row.
+* `cycles.py` (with `lowering.py`, `schedule.py`, `machine.py`) schedules it on a machine
+  description and estimates cycles per row.
 
 Values are SSA names. Ops outside a loop act on one row ("scalar" values or whole vectors);
 ops inside a `Loop` act on the loop's vector index `i` (one lane-wide slice of the row per trip).
