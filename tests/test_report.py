@@ -215,3 +215,15 @@ def test_deploy_section_runs_the_heads_through_aie4ml(ctx, sections):
     assert ctx.calibration.target == "aie4ml" and not target_violations(p, ctx.calibration.seq_len, "aie4ml")
     # the chosen head's own numbers appear in the generated parameters.h lines
     assert f"B[CAS_NUM] = {{{p.B}}}" in text and f"Dmax[CAS_NUM] = {{{p.D}}}" in text
+
+
+def test_throughput_section_lists_every_published_point_and_the_whole_head(sections):
+    from hccs_lab.aie.published import validation_points
+
+    sec = next(s for s in sections if s.key == "throughput")
+    text = "".join(b for b in sec.blocks if isinstance(b, str))
+    for p in validation_points():
+        assert html_lib.escape(p.name) in text
+    assert "QK^T" in text and "softmax share" in text
+    n_figs = sum(1 for b in sec.blocks if not isinstance(b, str))
+    assert n_figs == 2  # throughput by variant, the whole-head breakdown

@@ -21,7 +21,6 @@ def deploy_heads(ctx: Context, limit: int) -> list[tuple[int, int]]:
 
 
 def section_deploy(ctx: Context) -> Section:
-    import aie4ml
 
     from ..export import deploy_and_check
 

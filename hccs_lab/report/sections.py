@@ -19,9 +19,9 @@ import numpy as np
 
 from ..config import quick_mode
 from ..core.metrics import rank_preservation
-from ..core.params import VARIANTS
 from .context import Context, Section
 from .deploy import section_deploy
+from .throughput import section_throughput
 from .html import html_table, paragraph
 from .kernel_choice import KL_TOLERANCE, choose_kernel, cpp_excerpt, head_outputs, valid_rows
 
@@ -169,60 +169,6 @@ def section_kernel(ctx: Context) -> Section:
     sec.add(paragraph("<code>hccs_params.h</code> and, from the generated source, the single-row body (the interleaved "
               "multi-row body it is unrolled from does the same three passes on several rows at once):"))
     sec.add(f"<pre class='cpp'><code>{html.escape(cpp_excerpt(kc.generated))}</code></pre>")
-    return sec
-
-
-def section_throughput(ctx: Context) -> Section:
-    import plotly.graph_objects as go
-
-    from ..aie.published import (
-        PAPER_GELEM,
-        bf16_baseline,
-        paper_table_crosscheck,
-        throughput_table,
-        validation_checks,
-    )
-
-    s = ctx.settings
-    kc = ctx.kernel_choice or choose_kernel(ctx)
-    table = throughput_table(s.arch, ns=s.throughput_ns)
-    best = {}
-    for r in table:
-        key = (r["variant"], r["n"])
-        if key not in best or r["cycles_per_row"] < best[key]["cycles_per_row"]:
-            best[key] = r
-    sec = Section("throughput", "Emulated cycles and throughput vs the references and the paper")
-    sec.add(paragraph(f"<b>Emulator cycle-model estimates, not hardware measurements.</b> One {s.arch} tile at "
-              f"{kc.report.clock_ghz} GHz. The chosen kernel ({kc.variant}, n={kc.report.n}): "
-              f"{kc.report.cycles_per_row:.1f} cycles/row, {kc.report.gelem_per_s:.2f} G elements/s."))
-    fig = go.Figure()
-    variants = list(VARIANTS) + [bf16_baseline(s.arch)]
-    for v in variants:
-        ns = [n for n in s.throughput_ns if (v, n) in best]
-        fig.add_bar(x=[f"n={n}" for n in ns], y=[best[(v, n)]["gelem_per_s"] for n in ns],
-                    name=f"{v} (model)" + (" reference" if v.startswith("bf16") else ""))
-    for label, key in (("paper bf16", "bf16"), ("paper i16+Div", "i16-div"), ("paper i8+CLB", "u8-clb")):
-        ns = [n for n in s.throughput_ns if (s.arch, n) in PAPER_GELEM]
-        fig.add_scatter(x=[f"n={n}" for n in ns], y=[PAPER_GELEM[(s.arch, n)][key] for n in ns], mode="markers",
-                        marker=dict(symbol="diamond", size=11), name=label)
-    fig.update_layout(barmode="group", title=f"G elements/s per tile ({s.arch}), model estimate vs paper",
-                      yaxis_title="G elements/s", height=380, margin=dict(t=50, b=40))
-    sec.add(fig)
-    rows = []
-    for (v, n), r in sorted(best.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        rows.append({"n": n, "kernel": r["kernel"], "cycles": r["cycles_per_row"], "gelem": r["gelem_per_s"],
-                     "paper": r.get("paper_gelem_per_s") if r.get("paper_gelem_per_s") is not None else "-"})
-    sec.add(html_table(rows, [("n", "n"), ("kernel", "kernel (fastest schedule)"), ("cycles", "cycles/row"),
-                              ("gelem", "G elem/s"), ("paper", "paper G elem/s")]))
-    checks = validation_checks(kc.report.clock_ghz)
-    sec.add(paragraph("Cycle-model checks against published figures:"))
-    sec.add(html_table([{"check": c.name, "model": c.model, "published": c.published, "ratio": c.ratio,
-                         "band": f"±{c.band:.0%}", "ok": "OK" if c.ok else "MISSED"} for c in checks],
-                       [("check", "check"), ("model", "model"), ("published", "published"), ("ratio", "ratio"),
-                        ("band", "band"), ("ok", "")]))
-    sec.add(paragraph("Cross-check, not a target (the paper states no clock, and its table may include overheads its "
-              "cycle counts do not):<br>" + "<br>".join(html.escape(line) for line in
-                                                       paper_table_crosscheck(s.arch, kc.report.clock_ghz))))
     return sec
 
 

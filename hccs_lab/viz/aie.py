@@ -22,24 +22,91 @@ def print_throughput(rows: list[dict]) -> None:
         print(f"{name:<28}" + "".join(f"{c:>16}" for c in cells))
 
 
-def throughput_figure(rows: list[dict], title: str = "Modelled single-tile throughput (emulator estimate)"):
-    import plotly.graph_objects as go
+# Okabe-Ito: distinguishable with every common colour-vision deficiency
+FAMILY_STYLE = {  # kernel family -> (label, colour, dash)
+    "ours": ("hccs-lab, fastest schedule", "#0072B2", "solid"),
+    "aie4ml-linear": ("aie4ml softmax_i8 (the paper's kernel)", "#D55E00", "dash"),
+    "aie4ml-tiled": ("aie4ml softmax_i8_tiled", "#009E73", "dashdot"),
+    "reference": ("AMD bf16 reference", "#000000", "dot"),
+}
+PAPER_KEYS = {"i16-div": "i16-div", "u8-clb": "u8-clb"}  # the paper's table has these two HCCS variants
 
-    fig = go.Figure()
-    for name in dict.fromkeys(r["kernel"] for r in rows):
-        rs = [r for r in rows if r["kernel"] == name]
-        dash = "dot" if "reference" in name else ("dash" if "paper" in name else "solid")
-        fig.add_trace(go.Scatter(x=[r["n"] for r in rs], y=[r["gelem_per_s"] for r in rs], mode="lines+markers",
-                                 name=name, line={"dash": dash}))
+
+def _family_series(rows: list[dict], variant: str) -> dict:
+    """family -> [(n, G elem/s)] for one variant: our fastest schedule per n, aie4ml's two kernels."""
+    out = {}
+    ours = {}
+    for r in rows:
+        if r.get("variant") != variant:
+            continue
+        if r["schedule"] in ("aie4ml-linear", "aie4ml-tiled"):
+            out.setdefault(r["schedule"], []).append((r["n"], r["gelem_per_s"]))
+        elif r["schedule"] != "paper" and (r["n"] not in ours or r["gelem_per_s"] > ours[r["n"]]):
+            ours[r["n"]] = r["gelem_per_s"]
+    out["ours"] = sorted(ours.items())
+    return out
+
+
+def throughput_figure(rows: list[dict], title: str = "Modelled single-tile throughput (emulator estimate)"):
+    """One panel per HCCS variant: hccs-lab's fastest schedule, aie4ml's kernels, the bf16 reference,
+    and the paper's measured figure where its table has one (black diamonds)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    from ..core.params import VARIANTS
+
     arch = rows[0]["arch"]
-    for label, key, sym in (("paper bf16", "bf16", "x"), ("paper i16+Div", "i16-div", "diamond"),
-                            ("paper i8+CLB", "u8-clb", "star")):
-        pts = [(n, v[key]) for (a, n), v in sorted(PAPER_GELEM.items()) if a == arch]
-        fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="markers", name=label,
-                                 marker={"symbol": sym, "size": 12, "color": "black"}))
-    fig.update_layout(title=f"{title}, {arch}", xaxis={"title": "row length n", "type": "log", "tickvals": [32, 64, 128, 256]},
-                      yaxis={"title": "G elements/s at 1.25 GHz", "type": "log"}, height=480)
+    refs = sorted({r["kernel"] for r in rows if "reference" in r["kernel"]})
+    baseline = next((k for k in refs if k.startswith(_baseline(arch))), refs[0] if refs else None)
+    fig = make_subplots(rows=2, cols=2, subplot_titles=VARIANTS, shared_xaxes=True, shared_yaxes="all",
+                        horizontal_spacing=0.06, vertical_spacing=0.12)
+    for i, variant in enumerate(VARIANTS):
+        rr, cc = divmod(i, 2)
+        series = _family_series(rows, variant)
+        if baseline:
+            series["reference"] = [(r["n"], r["gelem_per_s"]) for r in rows if r["kernel"] == baseline]
+        for fam, (label, colour, dash) in FAMILY_STYLE.items():
+            pts = series.get(fam)
+            if not pts:
+                continue
+            fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers",
+                                     name=label if fam != "reference" else f"{label} ({baseline.split()[0]})",
+                                     legendgroup=fam, showlegend=i == 0, line={"color": colour, "dash": dash}),
+                          row=rr + 1, col=cc + 1)
+        keys = [("paper, measured", PAPER_KEYS[variant])] if variant in PAPER_KEYS else []
+        keys.append(("paper bf16, measured", "bf16"))
+        for label, key in keys:
+            pts = [(n, v[key]) for (a, n), v in sorted(PAPER_GELEM.items()) if a == arch]
+            fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="markers", name=label,
+                                     legendgroup=label, showlegend=i == 0 or (label == "paper, measured" and i == 0),
+                                     marker={"symbol": "diamond" if key != "bf16" else "x", "size": 10,
+                                             "color": "#000000"}),
+                          row=rr + 1, col=cc + 1)
+    fig.update_xaxes(type="log", tickvals=sorted({r["n"] for r in rows}))
+    fig.update_xaxes(title_text="row length n", row=2)
+    fig.update_yaxes(type="log", tickvals=[0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10], showticklabels=True)
+    fig.update_yaxes(title_text="G elements/s", col=1)
+    fig.update_layout(title=f"{title}, {arch} at 1.25 GHz", height=620, legend={"orientation": "h", "y": -0.12})
     return fig
+
+
+def _baseline(arch: str) -> str:
+    from ..aie.published import bf16_baseline
+
+    return bf16_baseline(arch)
+
+
+def code_html(source: str, summary: str, language: str = "cpp", open_: bool = False) -> str:
+    """Source code as a collapsed <details> block with Pygments colours inlined (no stylesheet, works offline)."""
+    import html
+
+    from pygments import highlight
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import get_lexer_by_name
+
+    body = highlight(source, get_lexer_by_name(language), HtmlFormatter(noclasses=True, nobackgrounds=False))
+    return (f"<details{' open' if open_ else ''}><summary>{html.escape(summary)}</summary>"
+            f"<div style='max-height:40em;overflow:auto;font-size:0.85em'>{body}</div></details>")
 
 
 def slot_figure(kernel: Kernel, max_cycles: int = 80, steady_state: bool = False):
