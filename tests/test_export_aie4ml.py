@@ -230,11 +230,22 @@ def test_rejected_before_aie4ml_is_called(tmp_path):
     assert not out.exists()  # nothing was written
 
 
+def _calibration_file(path, cal: dict):
+    from hccs_lab.calibrate import Calibration, HeadCalibration
+
+    heads = tuple(HeadCalibration(h["layer"], h["head"], h["B"], h["S"], h["D"], h["scale"], 1.0, 0.5)
+                  for h in cal["heads"])
+    Calibration(model="m", seq_len=cal["seq_len"], n_layers=1 + max(h.layer for h in heads),
+                n_heads=1 + max(h.head for h in heads), samples=1, rows=1, data_fingerprint="x", method="grid",
+                granularity="head", hccs_lab_version="0", created="now", seconds=0.0, candidates=1,
+                before=HCCSParams(254, 2, 127), target=cal["target"], heads=heads).to_json(path)
+
+
 def test_calibration_selection_errors(tmp_path):
     cal = {"seq_len": 128, "target": "aie4ml",
            "heads": [{"layer": L, "head": H, "B": 100, "S": 1, "D": 60, "scale": 0.1} for L in range(2) for H in range(3)]}
     path = tmp_path / "cal.json"
-    path.write_text(json.dumps(cal))
+    _calibration_file(path, cal)  # a path is read strictly, as a real calibration file
     with pytest.raises(ValueError, match="calibrated for seq_len 128, not --seq-len 64"):
         select_heads(path, "all", seq_len=64)
     with pytest.raises(ValueError, match="unknown heads 2:0, 1:7.*layers 0-1, heads 0-2"):
@@ -330,3 +341,10 @@ def test_cli_export_then_emulate_the_project(tmp_path):
     assert main(["export", "aie4ml", "--out", str(tmp_path / "p2"), "--seq-len", "32", "--variant", "u8-div",
                  "--B", "40", "--S", "1", "--D", "36"]) == 2
     assert not (tmp_path / "p2").exists()
+
+
+def test_corrupt_calibration_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "cal.json"
+    path.write_text('{"schema": "hccs-lab/calibration", "heads": [')
+    with pytest.raises(ValueError, match="not valid JSON"):
+        select_heads(path, "all", seq_len=128)

@@ -123,19 +123,28 @@ def run_host(em: Emitted, x: np.ndarray, compiler: str | None = None, valid_len=
     if takes_vl != (valid_len is not None):
         raise InputError("this kernel takes valid lengths: pass valid_len" if takes_vl
                          else "this kernel was built without valid-length support")
-    exe = build(em, compiler)
-    out_dt = np.dtype(em.manifest["output_dtype"])
+    if takes_vl:
+        vl = np.asarray(valid_len)
+        if vl.shape != (len(x),) or vl.dtype.kind not in "iu" or (len(vl) and (vl.min() < 0 or vl.max() > n)):
+            raise InputError(f"valid_len must be {len(x)} integers in [0, {n}]")
+    return run_binary(build(em, compiler), x, np.dtype(em.manifest["output_dtype"]),
+                      valid_len=vl if takes_vl else None)
+
+
+def run_binary(exe: Path, x: np.ndarray, out_dtype, valid_len=None) -> np.ndarray:
+    """Feed int8 rows [rows, n] (and per-row valid lengths) through a host-built kernel binary.
+
+    The harness protocol shared by hccs-lab's and aie4ml's host builds: `exe in.bin out.bin rows
+    [vl.bin]`, raw row-major arrays; returns the outputs [rows, n].
+    """
     with tempfile.TemporaryDirectory() as tmp:
         fin, fout, fvl = Path(tmp) / "in.bin", Path(tmp) / "out.bin", Path(tmp) / "vl.bin"
         np.ascontiguousarray(x).tofile(fin)
         extra = []
-        if takes_vl:
-            vl = np.asarray(valid_len)
-            if vl.shape != (len(x),) or vl.dtype.kind not in "iu" or (len(vl) and (vl.min() < 0 or vl.max() > n)):
-                raise InputError(f"valid_len must be {len(x)} integers in [0, {n}]")
-            vl.astype(np.int32).tofile(fvl)
+        if valid_len is not None:
+            np.asarray(valid_len).astype(np.int32).tofile(fvl)
             extra = [str(fvl)]
         proc = subprocess.run([str(exe), str(fin), str(fout), str(len(x)), *extra], capture_output=True, text=True)
         if proc.returncode != 0:
-            raise ToolError(f"host kernel failed (exit {proc.returncode}): {proc.stderr}")
-        return np.fromfile(fout, dtype=out_dt).reshape(len(x), n)
+            raise ToolError(f"host-built kernel {exe.name} failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
+        return np.fromfile(fout, dtype=out_dtype).reshape(x.shape)

@@ -12,7 +12,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from ..core.params import split_variant
 from ..core.reference import hccs_int

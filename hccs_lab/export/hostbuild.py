@@ -21,7 +21,6 @@ own reader (`aie4ml.simulation.collect_outputs`) parses as if its x86 simulator 
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
 import subprocess
 import tempfile
 import time
@@ -29,11 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..aie.hostbuild import find_compiler, run_binary, shim_dir
 from ..config import cache_dir
 from ..errors import InputError, InputTypeError, ToolError
 from .project_files import instance_structs, port_windows, read_manifest, read_struct, write_sim_outputs
 
-SHIM_PACKAGE = "hccs_lab.aie.shim"
 SHIM_FILES = ("aie_api_shim.hpp", "adf.h")
 KERNEL_DIR = Path("src") / "kernels" / "softmax"
 FLAGS = ["-O2", "-std=c++20", "-D__AIENGINE__", "-D__AIE_ARCH__=20", "-Wall", "-Wno-unused-variable",
@@ -123,17 +122,6 @@ int main(int argc, char** argv) {
 """
 
 
-def shim_dir() -> Path:
-    """The folder with aie_api_shim.hpp and adf.h (package data of hccs_lab.aie.shim)."""
-    return Path(str(importlib.resources.files(SHIM_PACKAGE)))
-
-
-def _compiler() -> str:
-    from ..aie.hostbuild import find_compiler  # one place says which compilers we look for
-
-    return find_compiler()
-
-
 def _compiler_id(cxx: str) -> str:
     try:
         return subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30).stdout
@@ -162,7 +150,7 @@ def _build_inputs(project_dir: Path, struct: str) -> dict[str, str]:
 def build_node(project_dir, struct: str) -> tuple[Path, bool, float]:
     """Compile (or reuse) the host binary for one parameters.h struct: (path, was cached, seconds)."""
     project_dir = Path(project_dir)
-    cxx = _compiler()
+    cxx = find_compiler()
     files = _build_inputs(project_dir, struct)
     h = hashlib.sha256()
     for part in (_compiler_id(cxx), " ".join(FLAGS), *[f"{k}\n{v}" for k, v in sorted(files.items())]):
@@ -187,17 +175,6 @@ def build_node(project_dir, struct: str) -> tuple[Path, bool, float]:
                             f"{proc.stderr[-4000:]}")
         out.replace(exe)  # atomic: a cached binary is always complete
     return exe, False, time.perf_counter() - t0
-
-
-def run_binary(exe: Path, x: np.ndarray, out_dtype) -> np.ndarray:
-    """Feed int8 rows [rows, n] through a built binary; returns its outputs [rows, n]."""
-    with tempfile.TemporaryDirectory() as tmp:
-        fin, fout = Path(tmp) / "in.bin", Path(tmp) / "out.bin"
-        np.ascontiguousarray(x).tofile(fin)
-        proc = subprocess.run([str(exe), str(fin), str(fout), str(len(x))], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise ToolError(f"host-built aie4ml kernel failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
-        return np.fromfile(fout, dtype=out_dtype).reshape(x.shape)
 
 
 def _pick_head(manifest: dict, node: str | None, project_dir: Path) -> dict:
