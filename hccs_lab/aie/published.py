@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from ..core import HCCSParams, max_base
 from .aie4ml import aie4ml_kernel
 from .cycles import estimate
-from .kernels import HCCS_SCHEDULES, HCCS_VARIANTS, REFERENCE_VARIANTS, hccs_kernel, reference_kernel, schedules_for
+from .kernels import HCCS_VARIANTS, REFERENCE_VARIANTS, hccs_kernel, reference_kernel, schedules_for
 
 # Published anchors (reference/aie.md §3.3; reference/paper.md §4.5)
 TUTORIAL_CYCLES_2048 = 8083          # Vitis AIE-ML softmax tutorial, 2048 classes, 16 lanes

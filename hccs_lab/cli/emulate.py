@@ -63,6 +63,16 @@ def load_valid_len(path: Path, rows: int, n: int) -> np.ndarray:
     return vl
 
 
+def write_outputs(args, x: np.ndarray, y: np.ndarray, report: dict) -> None:
+    """The outputs (.npy) and the JSON report, each written atomically."""
+    buf = io.BytesIO()
+    np.save(buf, y)
+    report = {**report, "rows": int(x.shape[0]), "input": str(args.input), "output": str(args.output),
+              "output_dtype": str(y.dtype)}
+    write_bytes(args.output, buf.getvalue())
+    write_bytes(args.report, (json.dumps(report, indent=2) + "\n").encode())
+
+
 def run(args) -> int:
     from ..aie import emulate, load_kernel_dir
     from ..export.project_files import MANIFEST
@@ -87,17 +97,12 @@ def run(args) -> int:
     elif k.valid_len:
         raise InputError(f"{args.kernel} takes a valid length per row: pass --valid-len L.npy")
     y, rep = emulate(k, x, clock_ghz=args.clock_ghz, valid_len=vl)
-    buf = io.BytesIO()
-    np.save(buf, y)
-    report = rep.as_dict()
-    report.update({"rows": int(x.shape[0]), "input": str(args.input), "output": str(args.output),
-                   "output_dtype": str(y.dtype), "params": k.params and {kk: k.params[kk] for kk in ("B", "S", "D")},
-                   "total_cycles": round(rep.total_cycles(x.shape[0]), 1),
-                   "total_cycles_note": "one call over all rows: whole row-loop trips plus pipeline fill/drain"})
+    report = {"params": k.params and {kk: k.params[kk] for kk in ("B", "S", "D")},
+              "total_cycles": round(rep.total_cycles(x.shape[0]), 1),
+              "total_cycles_note": "one call over all rows: whole row-loop trips plus pipeline fill/drain"}
     if vl is not None:
         report["valid_len"] = str(args.valid_len)
-    write_bytes(args.output, buf.getvalue())
-    write_bytes(args.report, (json.dumps(report, indent=2) + "\n").encode())
+    write_outputs(args, x, y, {**rep.as_dict(), **report})
     print(f"emulated {x.shape[0]} rows x {k.n}: {rep.cycles_per_row:.1f} cycles/row, "
           f"{rep.gelem_per_s:.2f} G elements/s at {rep.clock_ghz} GHz (emulator estimate); "
           f"wrote {args.output} and {args.report}")
@@ -118,14 +123,9 @@ def run_aie4ml(args) -> int:
     # kernel (linear softmax_i8 or tiled softmax_i8_tiled)
     rep = estimate(aie4ml_kernel(HCCSParams(p["B"], p["S"], p["D"]), info["variant"], "aie-ml", n, info["layout"]),
                    clock_ghz=args.clock_ghz)
-    buf = io.BytesIO()
-    np.save(buf, y)
-    report = {**rep.as_dict(), **info, "engine": "aie4ml-host", "rows": int(x.shape[0]), "input": str(args.input),
-              "output": str(args.output), "output_dtype": str(y.dtype),
-              "cycle_model_kernel": f"aie4ml's {info['layout']} kernel as hccs-lab IR (hccs_lab.aie.aie4ml; "
-                                    "emulator estimate, not a hardware measurement)"}
-    write_bytes(args.output, buf.getvalue())
-    write_bytes(args.report, (json.dumps(report, indent=2) + "\n").encode())
+    write_outputs(args, x, y, {**rep.as_dict(), **info, "engine": "aie4ml-host",
+                               "cycle_model_kernel": f"aie4ml's {info['layout']} kernel as hccs-lab IR "
+                                                     "(hccs_lab.aie.aie4ml; emulator estimate, not a hardware measurement)"})
     print(f"ran {x.shape[0]} rows x {n} through aie4ml's {info['layout']} kernel ({info['node']}, host build"
           f"{', cached' if info['cached'] else ''}); cycle model {rep.cycles_per_row:.1f} cycles/row "
           f"(emulator estimate); wrote {args.output} and {args.report}")
