@@ -452,8 +452,9 @@ def finetune(loaded, windows, tables: HCCSTables, steps: int = 300, lr: float = 
     """Fine-tune the model with HCCS in every head on next-token loss (AdamW, calibration fixed).
 
     The forward during training is HCCS's real-valued reading on the int8 grid (`HCCSProbs`, straight
-    through the rounding), or the deployed integer output with a straight-through backward once
-    `hccs_deployed` exists; evaluate afterwards with `deployed_probs`. The tied embedding stays
+    through the rounding); evaluate afterwards with `deployed_probs` (the integer output). Training
+    against the deployed output itself (`hccs_deployed`'s straight-through backward) is not done
+    here yet. The tied embedding stays
     frozen unless `train_embeddings`. The model is left in eval mode with the softmax restored.
     """
     from tqdm.auto import tqdm
