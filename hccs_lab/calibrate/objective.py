@@ -56,10 +56,12 @@ def default_params(seq_len: int) -> HCCSParams:
     D = 127 uses every distance a clip can reach, B = S*D makes it max(0, D - d) (the paper's special
     case), and S is the largest slope with n*B <= 32767 so the Q15 output has the finest resolution.
     It needs no data beyond the per-head scale that int8 quantization needs anyway, which is what
-    "no calibration" means here. For n=128: (254, 2, 127).
+    "no calibration" means here. For n=128: (254, 2, 127); past n = 258 the clip shrinks with the
+    largest allowed base (n=512: (63, 1, 63)).
     """
-    S = max(1, max_base(seq_len) // 127)
-    return HCCSParams(S * 127, S, 127)
+    D = min(127, max_base(seq_len))  # rows longer than 258 keys allow no base as large as 127
+    S = max(1, max_base(seq_len) // D)
+    return HCCSParams(S * D, S, D)
 
 
 

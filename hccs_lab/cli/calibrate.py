@@ -12,7 +12,7 @@ from ..errors import InputError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="minilm-l6", help="model name or path (default: minilm-l6)")
-    parser.add_argument("--samples", type=int, default=64, help="calibration texts from the RT train split (default: 64)")
+    parser.add_argument("--samples", type=int, default=64, help="calibration texts: RT train sentences, or Wikipedia windows of seq-len tokens for a decoder (default: 64)")
     parser.add_argument("--seq-len", type=int, default=128, help="row length n the kernel will run at (default: 128)")
     parser.add_argument("--granularity", choices=GRANULARITIES, default="head",
                         help="one parameter set per head, per layer, or one for the model (default: head)")
@@ -39,8 +39,13 @@ def run(args) -> int:
         raise InputError(f"--out {out} is a directory; give a file name such as calibration.json")
     progress = not args.quiet
     t0 = time.perf_counter()
-    texts = data.calibration_texts(args.samples, seed=args.seed)
     loaded = models.load(args.model)
+    if loaded.causal:  # a decoder calibrates on running text: Wikipedia windows of seq_len tokens
+        from ..data import text
+
+        texts = text.calibration_texts(loaded.tokenizer, args.samples, args.seq_len)
+    else:
+        texts = data.calibration_texts(args.samples, seed=args.seed)
     bank = capture.capture_logits(loaded, texts, max_len=args.seq_len, progress=progress, seed=args.seed)
     t_capture = time.perf_counter() - t0
     cal = calibrate(bank, args.seq_len, granularity=args.granularity, method=args.method,
