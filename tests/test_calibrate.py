@@ -1,6 +1,7 @@
 """Calibration: the exact search against brute force through hccs_int + metrics.kl, JSON, CLI."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -351,3 +352,22 @@ def test_comparison_table_and_heatmap(calibration):
     assert rows["global"]["mean_kl"] == pytest.approx(glob.kl_grid().mean())
     fig = P.kl_heatmap(calibration)
     np.testing.assert_array_equal(np.asarray(fig.data[1].z), calibration.kl_grid("after"))
+
+
+@pytest.mark.parametrize("n", [64, 128, 258, 259, 512, 2048, 8192])
+def test_default_params_are_valid_for_long_rows(n):
+    p = C.default_params(n)
+    assert p.is_valid(n) and p.B == p.S * p.D  # the max(0, D - d) ramp at every length
+    assert p.D == min(127, 32767 // n)
+
+
+def test_zero_score_floor_may_push_kl_a_little_below_zero(calibration):
+    # HCCS scores 0 at the clip when B == S*D; q is floored at 2**-16 there, so it sums to over 1
+    # and the KL of a near-perfect fit dips below 0: such a calibration is still valid
+    cal = calibration
+    h = cal.heads[0]
+    bad = dataclasses.replace(h, kl_after=-1e-4)
+    ok = dataclasses.replace(cal, heads=(bad,) + cal.heads[1:])
+    assert ok.heads[0].kl_after == -1e-4
+    with pytest.raises(ValueError, match="finite KL >= 0"):
+        dataclasses.replace(cal, heads=(dataclasses.replace(h, kl_after=-0.1),) + cal.heads[1:])
