@@ -27,6 +27,7 @@ class TrainSettings:
     max_steps: int | None = None  # cap on optimizer steps (a budget, whatever the epochs)
     sparse_embeddings: bool = False  # lazy Adam on the word embeddings: only rows seen get updated
     log_every: int = 20
+    pad_to: int | None = None  # pad every batch to this many tokens (a fixed-length kernel), else to its longest
 
 
 def encode(tokenizer, texts, max_len: int) -> list[list[int]]:
@@ -35,9 +36,9 @@ def encode(tokenizer, texts, max_len: int) -> list[list[int]]:
     return tokenizer(list(texts), truncation=True, max_length=max_len)["input_ids"]
 
 
-def collate(ids: list[list[int]], pad_id: int):
-    """Dynamic padding to the longest sequence of the batch."""
-    L = max(len(x) for x in ids)
+def collate(ids: list[list[int]], pad_id: int, pad_to: int | None = None):
+    """Padding to the longest sequence of the batch, or to `pad_to` tokens when that is longer."""
+    L = max(max(len(x) for x in ids), pad_to or 0)
     input_ids = torch.full((len(ids), L), pad_id, dtype=torch.long)
     attention = torch.zeros((len(ids), L), dtype=torch.long)
     for i, x in enumerate(ids):
@@ -98,7 +99,7 @@ def train_classifier(model, tokenizer, texts, labels, settings: TrainSettings, p
                 if step >= total:
                     break
                 idx = order[start:start + s.batch_size]
-                input_ids, attention = collate([ids[i] for i in idx], tokenizer.pad_token_id)
+                input_ids, attention = collate([ids[i] for i in idx], tokenizer.pad_token_id, s.pad_to)
                 out = model(input_ids=input_ids, attention_mask=attention, labels=torch.from_numpy(labels[idx]))
                 loss = out.loss
                 if not torch.isfinite(loss):
