@@ -8,6 +8,7 @@ from importlib.metadata import PackageNotFoundError, version as _version
 from .core import (
     HCCSParams,
     choose_scale,
+    hccs_deployed,
     hccs_float,
     hccs_int,
     quantize_logits,
@@ -21,6 +22,6 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0.0.0+unknown"
 
 __all__ = [
-    "HCCSParams", "hccs_int", "hccs_float", "softmax", "quantize_logits", "choose_scale",
+    "HCCSParams", "hccs_int", "hccs_deployed", "hccs_float", "softmax", "quantize_logits", "choose_scale",
     "valid_region", "__version__",
 ]

@@ -125,8 +125,9 @@ def test_straight_through_gradient_of_the_int8_logits():
     np.testing.assert_allclose(x.grad.numpy(), expect, atol=1e-5)
 
 
-def test_gradients_reach_query_and_key_weights_through_hccs(model, tok):
-    use_hccs(model, tables())
+@pytest.mark.parametrize("variant, padding", [("float", "exclude"), ("u8-clb", "as_min"), ("i16-div", "exclude")])
+def test_gradients_reach_query_and_key_weights_through_hccs(model, tok, variant, padding):
+    use_hccs(model, tables(), variant=variant, padding=padding)  # deployed: straight through hccs_float
     model.train()
     enc = tok(TEXTS, padding=True, return_tensors="pt")
     loss = model(**enc, labels=torch.tensor([1, 0, 1, 0])).loss
@@ -191,24 +192,100 @@ def test_pca_embeddings_keep_minilm_geometry():
     assert (nn_full == nn_pca).float().mean() > (nn_full == nn_rand).float().mean()
 
 
+def test_model_attention_is_the_deployed_kernel_output(model, tok):
+    """With a kernel variant in the seam, every head's attention is exactly hccs_deployed of its logits."""
+    from hccs_lab.core import hccs_deployed
+
+    for padding in ("exclude", "as_min"):
+        use_hccs(model, tables(), variant="u8-clb", padding=padding)
+        enc, seen, out = run_observed(model, tok)
+        for layer in range(2):
+            logits, keymask = seen[layer]
+            t = tables()
+            want = hccs_deployed(logits, (t.B[layer], t.S[layer], t.D[layer]), t.scale[layer], "u8-clb",
+                                 mask=keymask, padding=padding)
+            assert torch.equal(out.attentions[layer].detach(), want)
+            pad = ~keymask
+            assert pad.any() and (bool(torch.all(want[pad] == 0)) == (padding == "exclude"))
+    use_hccs(model, None)
+
+
+def test_paired_interval_matches_an_index_bootstrap():
+    from hccs_lab.retrain.stats import paired_difference
+
+    rng = np.random.default_rng(3)
+    ref = rng.random(1275) < 0.82
+    flip = rng.random(1275) < 0.06
+    a = np.where(flip, ~ref, ref)
+    d = paired_difference(a, ref)
+    assert d["diff_pp"] == pytest.approx(100 * (a.mean() - ref.mean()))
+    assert d["better"] == int(np.sum(a & ~ref)) and d["worse"] == int(np.sum(~a & ref))
+    idx = rng.integers(0, 1275, (4000, 1275))
+    boot = 100 * (a[idx].mean(1) - ref[idx].mean(1))
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    assert abs(d["ci95_pp"][0] - lo) < 0.25 and abs(d["ci95_pp"][1] - hi) < 0.25
+    assert d["ci95_pp"][0] <= d["diff_pp"] <= d["ci95_pp"][1]
+    same = paired_difference(ref, ref)
+    assert same["ci95_pp"] == [0.0, 0.0] and same["p_mcnemar"] == 1.0
+
+
+def test_controls_and_coarse_grid_obey_the_target():
+    from hccs_lab.core import target_violations
+    from hccs_lab.retrain.calibration_methods import coarse_candidates
+    from hccs_lab.retrain.controls import default_for_target
+
+    for n in (32, 64, 128):
+        for target in ("aie4ml", "hccs-lab"):
+            assert not target_violations(default_for_target(n, target), n, target)
+            c = coarse_candidates(n, target)
+            assert 40 <= len(c) <= (32767 // n // 64 + 1) * 6 * 8
+            assert all(not target_violations(HCCSParams(*map(int, row)), n, target) for row in c)
+    assert default_for_target(64, "hccs-lab") == HCCSParams(508, 4, 127)  # the ReLU-like default
+    assert default_for_target(64, "aie4ml") == HCCSParams(508, 4, 126)  # 64 * (508 - 504) = 256
+
+
+def _intervals(r: dict):
+    """Every entry of a results file that carries a paired comparison with float32."""
+    yield r["hccs_direct"]
+    yield r["hccs_qat"]
+    yield from r["controls"].values()
+    yield from r["direct"].values()
+    for per_g in r["qat"].values():
+        yield from per_g.values()
+    for g in r["granularity"].values():
+        yield g["direct"]
+        yield g["qat"]
+    yield from r["calibration_methods"].values()
+
+
 def test_qat_quick_end_to_end_writes_results(tmp_path, monkeypatch, capsys):
+    from hccs_lab.retrain.substitute import READINGS
+
     monkeypatch.setenv("HCCS_LAB_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "res" / "qat.json"
-    assert cli_main(["qat", "--quick", "--model", "tiny", "--out", str(out), "--no-progress"]) == 0
+    assert cli_main(["qat", "--quick", "--model", "tiny", "--variant", "u8-clb", "--out", str(out), "--no-progress"]) == 0
     r = json.loads(out.read_text())
-    assert r["model"] == "tiny" and r["quick"] is True
-    assert "QUICK" in capsys.readouterr().out
-    for k in ("float32", "hccs_direct", "hccs_qat"):
-        assert 0.0 <= r[k]["accuracy"] <= 1.0
-    assert set(r["ablation"]) == {"global", "layer", "head"}
-    assert r["hccs_qat"]["accuracy"] == r["ablation"]["head"]["accuracy"]
-    assert r["ablation"]["head"]["accuracy_per_seed"] == [r["hccs_qat"]["accuracy"]]
-    assert r["settings"]["n_train"] == 512 and r["data"]["test_sentences"] == 256
+    printed = capsys.readouterr().out
+    assert r["model"] == "tiny" and r["quick"] is True and "QUICK" in printed
+    assert (r["variant"], r["target"], r["padding"], r["pad_to"]) == ("u8-clb", "aie4ml", "as_min", 64)
+    assert set(r["controls"]) == {"uniform", "default_params", "int8_softmax"}
+    assert set(r["direct"]) == set(READINGS) and r["hccs_direct"]["accuracy"] == r["direct"]["u8-clb"]["accuracy"]
+    assert set(r["granularity"]) == {"global", "layer", "head"}
+    assert set(r["calibration_methods"]) == {"grid", "gradient", "coarse-grid"}
+    assert r["hccs_qat"]["accuracy"] == r["qat"]["u8-clb"]["head"]["accuracy"] == r["granularity"]["head"]["qat"]["accuracy"]
+    n = r["data"]["test_sentences"]
+    for e in _intervals(r):
+        assert 0.0 <= e["accuracy"] <= 1.0
+        d = e["vs_float32"]
+        lo, hi = d["ci95_pp"]
+        assert lo <= d["diff_pp"] <= hi and d["n"] == n
+        assert d["diff_pp"] == pytest.approx(100 * (e["accuracy"] - r["float32"]["accuracy"]))
+    assert "bootstrap" in r["interval_method"] and "control: uniform attention" in printed
+    assert r["settings"]["n_train"] == 512 and n == 256
     assert len(r["fidelity"]["heads"]) == 4 and {e["kind"] for e in r["fidelity"]["examples"]} == {"broad", "focused"}
-    for e in r["fidelity"]["examples"]:
-        assert abs(sum(e["softmax"]) - 1) < 1e-4 and abs(sum(e["qat"]) - 1) < 1e-4
     assert r["hccs_qat"]["history"]["steps"] == 16 and r["hccs_qat"]["history"]["loss"]
-    assert "SST-2" in r["note"]
+    assert "SST-2" in r["note"] and "u8-clb" in r["note"]
+    assert r["environment"]["load_average_at_start"] is not None
     assert not list(out.parent.glob("*.tmp"))
 
 
@@ -218,6 +295,7 @@ def test_qat_quick_end_to_end_writes_results(tmp_path, monkeypatch, capsys):
     (["qat", "--model", "tiny", "--out", "{tmp}/afile/r.json"], "not a directory"),
     (["qat", "--model", "tiny", "--out", "{tmp}/r.txt"], "must end in .json"),
     (["qat", "--model", "tiny", "--epochs", "0", "--out", "{tmp}/r.json"], "qat_epochs must be > 0"),
+    (["qat", "--model", "tiny", "--max-len", "48", "--out", "{tmp}/r.json"], "multiple of 32"),
 ])
 def test_bad_input_gives_one_clear_line(tmp_path, capsys, argv, message):
     (tmp_path / "afile").write_text("x")

@@ -85,7 +85,19 @@ def read_qat_results(path) -> dict:
             raise InputError(f"QAT results file {p}: missing or invalid {key}.accuracy (a fraction in [0, 1])")
     if "model" not in data:
         raise InputError(f"QAT results file {p}: missing field 'model'")
+    data["file"] = str(p)
     return data
+
+
+def qat_results_for(s: "ReportSettings") -> dict | None:
+    """The QAT results the report shows: `s.qat_results` when given, else the committed full run of the
+    model (`benchmarks/results/qat_<model>.json`, `hccs_lab.io.committed_result`) when there is one."""
+    if s.qat_results:
+        return read_qat_results(s.qat_results)
+    from ..io import committed_result
+
+    path = committed_result(f"qat_{Path(str(s.model)).name}.json", required=False)
+    return None if path is None else read_qat_results(path)
 
 
 def check_model_name(name: str) -> None:
@@ -119,7 +131,7 @@ def build_context(s: ReportSettings, progress: bool = True) -> Context:
     from ..models import load
 
     check_settings(s)
-    qat = read_qat_results(s.qat_results) if s.qat_results else None
+    qat = qat_results_for(s)
     given = Calibration.from_json(s.calibration) if s.calibration else None
     sec = {}
     t = time.perf_counter()

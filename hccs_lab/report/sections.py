@@ -173,24 +173,56 @@ def section_kernel(ctx: Context) -> Section:
 
 
 def section_qat(ctx: Context) -> Section:
-    from ..retrain.results import results_table
+    """Accuracy of the deployed kernel: float32, directly, after QAT, controls, granularity, calibration methods.
 
-    sec = Section("qat", "Accuracy: float32, HCCS direct, HCCS after QAT")
+    Reads a `hccs-lab qat` results file (`--qat-results`, else the committed full run of the model
+    under benchmarks/results/, see `report.context.qat_results_for`); every difference to float32
+    carries its paired 95% interval.
+    """
+    from ..retrain.results import accuracy_rows, granularity_rows, method_rows, results_table
+
+    sec = Section("qat", "Accuracy of what ships: float32, the deployed kernel directly and after QAT, controls")
     if ctx.qat is None:
-        sec.add(paragraph("No QAT results given (<code>--qat-results results.json</code> from <code>hccs-lab qat</code>)."))
+        sec.add(paragraph("No QAT results given (<code>--qat-results results.json</code> from <code>hccs-lab qat</code>), "
+                          "and no committed full run for this model under <code>benchmarks/results/</code>."))
         return sec
     r = ctx.qat
-    sec.add(paragraph(f"From <code>{html.escape(Path(ctx.settings.qat_results).name)}</code>: model {html.escape(str(r['model']))}"
-              f"{' <b>(quick run: not an accuracy measurement)</b>' if r.get('quick') else ''}. "
-              f"{html.escape(str(r.get('note', '')))}"))
+    src = r.get("file") or ctx.settings.qat_results or "results"
+    sec.add(paragraph(f"From <code>{html.escape(Path(str(src)).name)}</code>: model {html.escape(str(r['model']))}"
+                      f"{' <b>(quick run: a smoke test, not an accuracy measurement)</b>' if r.get('quick') else ''}. "
+                      f"{html.escape(str(r.get('note', '')))}"))
+    pct = lambda v: "" if v is None else f"{100 * v:.1f}"  # noqa: E731
+    if r.get("controls"):
+        sec.add(paragraph(f"Differences to float32 are in points with a 95% interval: "
+                          f"{html.escape(r.get('interval_method', ''))}. An interval that contains 0 is not a measured gap."))
+        sec.add(html_table([{"row": x["row"], "acc": pct(x["accuracy"]), "d": x["vs_float32"], "note": x["note"]}
+                            for x in accuracy_rows(r)],
+                           [("row", ""), ("acc", "accuracy %"), ("d", "Δ vs float32, pp [95%]"), ("note", "")]))
+    if r.get("granularity"):
+        sec.add(paragraph(f"Granularity ({html.escape(str(r.get('variant')))}): one (B, S, D) for the whole model, "
+                          "one per layer, one per head (each head keeps its own int8 scale); each retrained on its own."))
+        sec.add(html_table([{**x, "direct": pct(x["direct"]), "qat": pct(x["qat"])} for x in granularity_rows(r)],
+                           [("granularity", "granularity"), ("mean_kl", "mean calibration KL"), ("direct", "direct %"),
+                            ("direct_vs_float32", "Δ direct [95%]"), ("qat", "after QAT %"),
+                            ("qat_vs_float32", "Δ QAT [95%]")]))
+    if r.get("calibration_methods"):
+        sec.add(paragraph("Calibration method, per head, by the direct accuracy it gives:"))
+        sec.add(html_table([{**x, "direct": pct(x["direct"]), "seconds": f"{x['seconds']:.1f}"} for x in method_rows(r)],
+                           [("method", "method"), ("mean_kl", "mean KL"), ("seconds", "seconds"), ("direct", "direct %"),
+                            ("vs_float32", "Δ vs float32 [95%]"), ("vs_grid", "Δ vs exact grid [95%]"), ("what", "what")]))
+    sec.add(paragraph("Ours next to the paper's rows (BERT-tiny / BERT-small on SST-2; the paper gives no intervals):"))
     rows = results_table(r)
-    pct = lambda v: "" if v is None else f"{100 * v:.1f}"
     sec.add(html_table(
         [{"source": row["source"], "f": pct(row.get("float32")), "d": pct(row.get("hccs_direct")),
           "q": pct(row.get("hccs_qat")), "delta": f"{100 * row['delta_qat']:+.1f}",
           **{g: pct(row.get(g)) for g in ("global", "layer", "head")}} for row in rows],
         [("source", "source"), ("f", "float32 %"), ("d", "HCCS direct %"), ("q", "HCCS after QAT %"),
          ("delta", "Δ QAT (pp)"), ("global", "global %"), ("layer", "per-layer %"), ("head", "per-head %")]))
+    t, env = r.get("timings", {}), r.get("environment", {})
+    if "total_s" in t:
+        sec.add(paragraph(f"<span class='meta'>Run time {t['total_s'] / 60:.1f} min on {env.get('threads', '?')} threads, "
+                          f"load average {env.get('load_average_at_start')} at start, {env.get('load_average_at_end')} "
+                          f"at end ({html.escape(str(r.get('timing_note', '')))})</span>"))
     return sec
 
 

@@ -12,7 +12,9 @@ from ..models.finetune import collate, encode
 
 @torch.no_grad()
 def predict(model, tokenizer, texts, max_len: int = 64, batch_size: int = 128, progress: bool = False,
-            desc: str = "eval") -> np.ndarray:
+            desc: str = "eval", pad_to: int | None = None) -> np.ndarray:
+    """Predicted classes; `pad_to` pads every sentence to that many tokens (a fixed-length kernel
+    without a mask sees its padding), otherwise batches are padded to their longest sentence only."""
     from tqdm.auto import tqdm
 
     ids = encode(tokenizer, texts, max_len)
@@ -22,14 +24,21 @@ def predict(model, tokenizer, texts, max_len: int = 64, batch_size: int = 128, p
     preds = np.empty(len(ids), dtype=np.int64)
     for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
         idx = order[start:start + batch_size]
-        input_ids, attention = collate([ids[i] for i in idx], tokenizer.pad_token_id)
+        input_ids, attention = collate([ids[i] for i in idx], tokenizer.pad_token_id, pad_to)
         preds[idx] = model(input_ids=input_ids, attention_mask=attention).logits.argmax(-1).numpy()
     return preds
 
 
-def accuracy(model, tokenizer, texts, labels, max_len: int = 64, progress: bool = False, desc: str = "eval") -> float:
-    preds = predict(model, tokenizer, texts, max_len=max_len, progress=progress, desc=desc)
-    return float(np.mean(preds == np.asarray(labels)))
+def correct(model, tokenizer, texts, labels, max_len: int = 64, progress: bool = False, desc: str = "eval",
+            pad_to: int | None = None) -> np.ndarray:
+    """Per test sentence, whether the model classifies it right (boolean [n]): what paired intervals use."""
+    preds = predict(model, tokenizer, texts, max_len=max_len, progress=progress, desc=desc, pad_to=pad_to)
+    return preds == np.asarray(labels)
+
+
+def accuracy(model, tokenizer, texts, labels, max_len: int = 64, progress: bool = False, desc: str = "eval",
+             pad_to: int | None = None) -> float:
+    return float(np.mean(correct(model, tokenizer, texts, labels, max_len, progress, desc, pad_to)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -37,14 +46,14 @@ def accuracy(model, tokenizer, texts, labels, max_len: int = 64, progress: bool 
 
 
 @torch.no_grad()
-def attention_maps(model, tokenizer, texts, max_len: int = 64, probs_fn=None) -> dict:
+def attention_maps(model, tokenizer, texts, max_len: int = 64, probs_fn=None, pad_to: int | None = None) -> dict:
     """Per layer: the logits' softmax and `probs_fn` probabilities, plus the row mask, on `texts` in one batch.
 
     Returns {"softmax": [L] of [N,H,Lq,Lk], "probs": [L] (None without probs_fn), "keymask": [N,1,1,Lk]
     bool, "rowmask": [N,Lq] bool (query positions that are real tokens)}.
     """
     ids = encode(tokenizer, texts, max_len)
-    input_ids, attention = collate(ids, tokenizer.pad_token_id)
+    input_ids, attention = collate(ids, tokenizer.pad_token_id, pad_to)
     soft, probs, keym = {}, {}, {}
 
     def grab(layer, logits, keymask):
@@ -63,10 +72,17 @@ def attention_maps(model, tokenizer, texts, max_len: int = 64, probs_fn=None) ->
 
 
 def per_head_kl(p_list, q_list, keymask_list, rowmask) -> np.ndarray:
-    """Mean KL(p || q) over real query rows, per head: [L, H]."""
+    """Mean KL(p || q) over real query rows, per head: [L, H].
+
+    q is renormalised over the real keys first: a kernel's output need not sum to 1 there (CLB's
+    reciprocal overshoots up to 2x, and a kernel without a mask gives padded keys a share), and KL
+    compares shapes of distributions.
+    """
     out = []
     for p, q, km in zip(p_list, q_list, keymask_list):
-        v = kl(p.numpy(), q.numpy(), mask=km.numpy())  # [N, H, Lq]
+        qm = np.where(km.numpy(), q.numpy(), 0.0)
+        qm = qm / np.maximum(qm.sum(-1, keepdims=True), 1e-30)
+        v = kl(p.numpy(), qm, mask=km.numpy())  # [N, H, Lq]
         w = rowmask.numpy()[:, None, :].astype(np.float64)
         out.append((v * w).sum(axis=(0, 2)) / np.maximum(w.sum(axis=(0, 2)), 1))
     return np.stack(out)
@@ -82,19 +98,22 @@ def mean_entropy(p_list, rowmask) -> np.ndarray:
     return np.stack(out)
 
 
-# ---------------------------------------------------------------------------------------------
-# figures (plotly), fed by the results dict that `hccs_lab.qat_cli.run_experiment` writes
+def attention_fidelity(float_model_, qat_model, tok, fn, texts, max_len: int, pad_to: int | None = None) -> dict:
+    """Per-head KL of HCCS attention `fn` (direct on the float model, and after QAT) against float32 softmax.
 
-
-def attention_fidelity(float_model_, qat_model, tok, tables, texts, max_len: int) -> dict:
-    """Per-head KL of HCCS attention (direct on the float model, and after QAT) against float32 softmax."""
+    `fn` is the probability function evaluated (`substitute.hccs_probs`: the deployed kernel or the
+    real-valued reading). The float32 model runs with softmax (HCCS is read off its logits layer by
+    layer); the retrained one runs with `fn` in place, as deployed. Both are left with exact softmax.
+    """
     from ..models.attention import set_probs
-    from .substitute import HCCSProbs
 
-    fn = HCCSProbs(tables)
     set_probs(float_model_, None)
-    ref = attention_maps(float_model_, tok, texts, max_len, probs_fn=fn)
-    after = attention_maps(qat_model, tok, texts, max_len, probs_fn=fn)
+    ref = attention_maps(float_model_, tok, texts, max_len, probs_fn=fn, pad_to=pad_to)
+    set_probs(qat_model, fn)
+    try:
+        after = attention_maps(qat_model, tok, texts, max_len, probs_fn=fn, pad_to=pad_to)
+    finally:
+        set_probs(qat_model, None)
     rm = ref["rowmask"]
     kl_direct = per_head_kl(ref["softmax"], ref["probs"], ref["keymask"], rm)
     kl_qat = per_head_kl(ref["softmax"], after["probs"], ref["keymask"], rm)
@@ -116,6 +135,6 @@ def attention_fidelity(float_model_, qat_model, tok, tables, texts, max_len: int
                          "direct": ref["probs"][l][0, h, 0, :n_tok].tolist(),
                          "qat": after["probs"][l][0, h, 0, :n_tok].tolist()})
     return {"texts": len(texts), "heads": heads, "examples": examples,
-            "what": "mean KL(float32 softmax || HCCS) over real query rows of test sentences; kl_direct: HCCS on the "
-                    "float32 model's logits; kl_qat: HCCS inside the retrained model; kl_self_after_qat: the retrained "
-                    "model's own softmax vs its HCCS"}
+            "what": "mean KL(float32 softmax || HCCS, renormalised over the real keys) over real query rows of test "
+                    "sentences; kl_direct: HCCS on the float32 model's logits; kl_qat: HCCS inside the retrained "
+                    "model; kl_self_after_qat: the retrained model's own softmax vs its HCCS"}

