@@ -12,12 +12,14 @@ from hccs_lab import metrics
 from hccs_lab.capture import attention_for_text, capture_logits
 from hccs_lab.data import load_split
 from hccs_lab.models import load
-from hccs_lab.core import HCCSParams, choose_scale, hccs_int, quantize_logits, softmax
+from hccs_lab.core import HCCSParams, choose_scale, hccs_int, quantize_logits, softmax, target_violations
+from hccs_lab.widgets.playground_view import CROSS, RING
 from hccs_lab.widgets import ClipSlopePlayground, HeadExplorer
 from hccs_lab.core import VARIANTS
 from hccs_lab.widgets.binned import BinnedRows
 from hccs_lab.widgets.explorer import METRICS, centered_histogram, rank_profile
-from hccs_lab.widgets.playground import PLOT_CLASS, READOUT_CLASS, from_typed_array
+from hccs_lab.widgets.playground import INT_CLASS, PLOT_CLASS, READOUT_CLASS
+from hccs_lab.widgets.ranges import slider_bounds, start_params
 
 torch.set_num_threads(2)
 
@@ -103,14 +105,16 @@ def test_playground_update_shows_what_the_direct_computation_gives(playground, b
         np.testing.assert_array_equal(hc.customdata, ints[3, order])
         np.testing.assert_array_equal(sm.x, np.arange(1, valid.size + 1))
         assert f"{kl_rows.mean():.5f}" in pg.readout.value
-        assert " ".join(str(int(v)) for v in ints[3, order][:8]) in pg.int_output.value
+        assert INT_CLASS in pg.readout.value
+        assert " ".join(str(int(v)) for v in ints[3, order][:8]) in pg.readout.value
     # the KL map with the current point marked
     m = pg.kl_map()
     p, _, q = direct(rows.logits, rows.mask, HCCSParams(600, 7, 40), pg.scale, "i16-div")
     assert m[7, 40] == pytest.approx(metrics.kl(p, q, rows.mask).mean(), rel=1e-9)
-    shown = from_typed_array(pg.map_fig.data[0].z)
-    np.testing.assert_allclose(shown, np.log10(m.T), equal_nan=True)
-    assert list(pg.map_fig.data[1].x) == [7] and list(pg.map_fig.data[1].y) == [40]
+    shown = np.array([[np.nan if v is None else v for v in row] for row in pg.map_fig.data[0].z])
+    np.testing.assert_allclose(shown, np.log10(m.T), equal_nan=True, atol=1e-6)
+    marker = pg.map_fig.layout.images[0]
+    assert (marker.x, marker.y) == (7, 40)
 
 
 def test_sliders_drive_the_update_and_carry_the_agreed_names(playground, bank):
@@ -143,23 +147,52 @@ def test_invalid_parameters_are_shown_as_invalid_never_clamped(playground):
         assert html.escape(v) in pg.readout.value
     np.testing.assert_array_equal(pg.prob_fig.data[1].y, shown_y)  # the plot keeps the last valid state
     assert st.kl_mean == good.kl_mean and st.shown_params == (600, 4, 50)
-    assert pg.map_fig.data[1].marker.symbol == "x" and list(pg.map_fig.data[1].x) == [20]
+    marker = pg.map_fig.layout.images[0]
+    assert (marker.x, marker.y) == (20, 40) and marker.source == CROSS
     st = pg.set_params(B=0)
     assert not st.valid and any("B = 0 < 1" in v for v in st.violations)
-    st = pg.set_params(B=pg.b_slider.max)  # past n*B <= 32767: the slider reaches it on purpose
-    assert not st.valid and any("n*B" in v for v in st.violations)
+    st = pg.set_params(B=32767 // pg.n + 1)  # past n*B <= 32767: shown as such, and the slider widens to show it
+    assert not st.valid and any("n*B" in v for v in st.violations) and pg.b_slider.value == 32767 // pg.n + 1
     st = pg.set_params(B=600, S=4, D=50)
-    assert st.valid and pg.map_fig.data[1].marker.symbol == "circle-open"
+    assert st.valid and pg.map_fig.layout.images[0].source == RING
     with pytest.raises(ValueError, match="variant"):
         pg.set_variant("i32-div")
 
 
-def test_default_params_are_the_best_point_of_the_map(bank):
+def test_the_start_is_a_valid_point_to_drag_from_not_the_optimum(bank):
     pg = ClipSlopePlayground(bank[0, 0])
     B, S, D = pg.params
-    assert B == 32767 // pg.n
+    assert (B, S, D) == tuple(start_params(pg.n).as_dict().values()) and pg.state.deployable
     m = pg.kl_map(B)
-    assert m[S, D] == np.nanmin(m)
+    assert m[S, D] > 1.5 * np.nanmin(m)  # exercise 1 is left to do
+
+
+def test_slider_ranges_follow_the_valid_region(playground):
+    pg = playground
+    for B, S, D in ((600, 4, 50), (600, 12, 36), (300, 0, 90), (682, 31, 22)):
+        st = pg.set_params(B=B, S=S, D=D)
+        assert st.valid
+        b = slider_bounds(B, S, D, pg.n)
+        assert (pg.s_slider.min, pg.s_slider.max) == b.S == (0, min(127, B // D if D else 127))
+        assert (pg.d_slider.min, pg.d_slider.max) == b.D == (0, min(127, B // S if S else 127))
+        assert (pg.b_slider.min, pg.b_slider.max) == b.B == (max(1, S * D), 32767 // pg.n)
+        # every position of every slider is a valid point
+        for s in (b.S[0], b.S[1]):
+            assert HCCSParams(B, s, D).is_valid(pg.n)
+        for d in (b.D[0], b.D[1]):
+            assert HCCSParams(B, S, d).is_valid(pg.n)
+        assert HCCSParams(b.B[0], S, D).is_valid(pg.n) and HCCSParams(b.B[1], S, D).is_valid(pg.n)
+
+
+def test_a_point_valid_for_hccs_but_not_for_aie4ml_is_flagged_with_the_rule(playground):
+    pg = playground
+    st = pg.set_params(B=600, S=10, D=60)  # B - S*D = 0: fine for HCCS, refused by aie4ml
+    assert st.valid and np.isfinite(st.kl_mean) and not st.deployable
+    assert st.target_violations == target_violations(HCCSParams(600, 10, 60), pg.n, "aie4ml")
+    assert "not deployable on aie4ml" in pg.readout.value
+    assert html.escape(st.target_violations[0]) in pg.readout.value
+    st = pg.set_target("hccs-lab")
+    assert st.deployable and "valid</b> for target hccs-lab" in pg.readout.value
 
 
 def test_head_explorer_figures_match_direct_computations(bank, minilm):

@@ -10,10 +10,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import json
+
 from ..core.metrics import kendall_tau, kl
 from ..core import HCCSParams, choose_scale, hccs_int, max_base, quantize_logits, softmax
 from ..capture import ExampleRow
 from ..errors import InputError
+from .figures import BASE_LAYOUT, BLUE, ORANGE, LatestOnly, live_figure, probability_axis, state_span, theme_html
+from .ranges import set_slider, slider_bounds, start_params
+from .slider import FlowIntSlider
+
+READOUT_CLASS = "hccs-start-readout"
+PLOT_CLASS = "hccs-start-plot"
+LABELS = {"B": "base B", "S": "slope S", "D": "clip D"}
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -53,11 +62,8 @@ class StartHere:
         self._syncing = False
 
     def default_params(self) -> HCCSParams:
-        """A deliberately imperfect start (the clipped keys keep a quarter of the base) to drag from."""
-        D = 64
-        B = min(max_base(self.n), 1536)
-        S = min(16, B // D)
-        return HCCSParams(B=B, S=S, D=D)
+        """A deliberately imperfect start to drag from (`ranges.start_params`, shared with the playground)."""
+        return start_params(self.n)
 
     def evaluate(self, B: int, S: int, D: int) -> Evaluation:
         """Pure: HCCS (i16+div, as the calibration scores it) against softmax for these parameters."""
@@ -90,11 +96,16 @@ class StartHere:
 
     def readout_html(self, ev: Evaluation) -> str:
         p = ev.params
+        state = state_span(self.state_record(p))
         if not ev.valid:
             return (f"<b>B={p.B} S={p.S} D={p.D} is not valid for n={self.n}</b>: "
-                    + "; ".join(ev.problems) + " &mdash; the plot keeps the last valid curve.")
+                    + "; ".join(ev.problems) + " &mdash; the plot keeps the last valid curve." + state)
         return (f"B={p.B} S={p.S} D={p.D} &nbsp; KL(softmax&#8214;HCCS) = <b>{ev.kl:.4f}</b> nats"
-                f" &nbsp; Kendall &tau; = {ev.tau:.3f} &nbsp; (int8 step = {self.scale:.4f} logit units)")
+                f" &nbsp; Kendall &tau; = {ev.tau:.3f} &nbsp; (int8 step = {self.scale:.4f} logit units){state}")
+
+    @staticmethod
+    def state_record(p: HCCSParams) -> dict:
+        return {LABELS["B"]: p.B, LABELS["S"]: p.S, LABELS["D"]: p.D}
 
     @property
     def figure(self):
@@ -114,48 +125,59 @@ class StartHere:
 
         labels = [f"{i}:{t}" for i, t in enumerate(self.tokens)]
         ev = self.evaluate(self.params.B, self.params.S, self.params.D)
-        fig = go.FigureWidget(
+        fig = live_figure(
             data=[
-                go.Scatter(x=labels, y=ev.softmax, name="softmax", mode="lines+markers"),
-                go.Scatter(x=labels, y=ev.hccs if ev.valid else np.zeros(self.n), name="HCCS",
-                           mode="lines+markers"),
+                go.Scatter(x=labels, y=ev.softmax.tolist(), name="softmax", mode="lines+markers", line=dict(color=BLUE)),
+                go.Scatter(x=labels, y=(ev.hccs if ev.valid else np.zeros(self.n)).tolist(), name="HCCS",
+                           mode="lines+markers", line=dict(color=ORANGE), marker=dict(symbol="diamond"),
+                           meta=json.dumps(self.state_record(ev.params))),
             ],
             layout=go.Layout(
-                title="one attention row: softmax vs HCCS (i16+div)",
-                xaxis_title="key token", yaxis_title="probability", height=380,
-                margin=dict(l=50, r=20, t=50, b=90), legend=dict(orientation="h", y=1.02, x=0.6),
+                **BASE_LAYOUT, title="one attention row: softmax vs HCCS (i16+div)",
+                xaxis_title="key token", yaxis=probability_axis(), height=380,
+                margin=dict(l=60, r=20, t=50, b=90), legend=dict(orientation="h", y=1.02, x=0.6),
             ),
         )
-        fig.add_class("hccs-start-plot")
-        Bmax = max_base(self.n)
-        self.sliders = {
-            "D": W.IntSlider(value=self.params.D, min=0, max=127, description="clip D", continuous_update=True),
-            "S": W.IntSlider(value=self.params.S, min=0, max=127, description="slope S", continuous_update=True),
-            "B": W.IntSlider(value=self.params.B, min=1, max=Bmax, description="base B", continuous_update=True),
-        }
-        self.readout = W.HTML(self.readout_html(ev))
-        self.readout.add_class("hccs-start-readout")
+        fig.add_class(PLOT_CLASS)
+        self.sliders = {key: FlowIntSlider(value=getattr(self.params, key), min=0, max=1, description=LABELS[key],
+                                           description_width="60px", layout=W.Layout(width="320px"))
+                        for key in ("D", "S", "B")}
+        self.readout = W.HTML(self.readout_html(ev), layout=W.Layout(min_height="2.5em"))
+        self.readout.add_class(READOUT_CLASS)
         for s in self.sliders.values():
             s.observe(self._on_slider, names="value")
         self._figure = fig
-        self._widget = W.VBox([W.HBox(list(self.sliders.values())), self.readout, fig])
+        self._drawn = ev
+        self._redraw = LatestOnly(fig, self._render)
+        self._widget = W.VBox([theme_html(), W.HBox(list(self.sliders.values())), self.readout, fig])
+        self._sync_sliders(self.params)
 
     def set_params(self, B: int, S: int, D: int) -> Evaluation:
         """What a slider move does, callable directly (tests, exercises)."""
         ev = self.evaluate(B, S, D)
         self.params = ev.params
         if self._figure is not None:
-            self._syncing = True  # moving the sliders to match must not re-enter this method
-            try:
-                for key, value in (("B", ev.params.B), ("S", ev.params.S), ("D", ev.params.D)):
-                    self.sliders[key].value = value
-            finally:
-                self._syncing = False
+            self._sync_sliders(ev.params)
             self.readout.value = self.readout_html(ev)
             if ev.valid:
-                with self._figure.batch_update():
-                    self._figure.data[1].y = ev.hccs
+                self._drawn = ev
+                self._redraw.request()
         return ev
+
+    def _render(self, fig) -> None:
+        fig.data[1].y = self._drawn.hccs.tolist()
+        fig.data[1].meta = json.dumps(self.state_record(self._drawn.params))
+
+    def _sync_sliders(self, p: HCCSParams) -> None:
+        """Sliders at `p`, each spanning the values that keep the point valid (moving the sliders must
+        not re-enter set_params)."""
+        bounds = slider_bounds(p.B, p.S, p.D, self.n)
+        self._syncing = True
+        try:
+            for key, (lo, hi) in (("B", bounds.B), ("S", bounds.S), ("D", bounds.D)):
+                set_slider(self.sliders[key], getattr(p, key), lo, hi)
+        finally:
+            self._syncing = False
 
     def _on_slider(self, _change):
         if self._syncing:

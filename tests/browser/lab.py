@@ -117,8 +117,8 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 @contextmanager
-def lab_server(root_dir: Path = NOTEBOOKS):
-    """JupyterLab on a free loopback port with a random token, in quick mode; yields a LabServer."""
+def lab_server(root_dir: Path = NOTEBOOKS, quick: bool = True, extra_env: dict | None = None):
+    """JupyterLab on a free loopback port with a random token (quick mode unless `quick=False`); yields a LabServer."""
     token = secrets.token_hex(16)
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="hccs-lab-server-") as tmp:
@@ -128,8 +128,9 @@ def lab_server(root_dir: Path = NOTEBOOKS):
             f = settings / rel
             f.parent.mkdir(parents=True, exist_ok=True)
             f.write_text(json.dumps(value))
-        env = dict(os.environ, HCCS_LAB_QUICK="1", HF_HUB_OFFLINE="1", JUPYTERLAB_SETTINGS_DIR=str(settings),
-                   JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"), JUPYTER_RUNTIME_DIR=str(tmp / "runtime"))
+        env = dict(os.environ, HCCS_LAB_QUICK="1" if quick else "", HF_HUB_OFFLINE="1",
+                   JUPYTERLAB_SETTINGS_DIR=str(settings), JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"),
+                   JUPYTER_RUNTIME_DIR=str(tmp / "runtime"), **(extra_env or {}))
         jupyter = Path(sys.executable).with_name("jupyter")
         log = tmp / "server.log"
         cmd = [str(jupyter), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
@@ -254,6 +255,42 @@ def plot_state(page, plot_class: str, trace_name: str) -> dict:
         }""",
         [plot_class, trace_name],
     )
+
+
+# JupyterLab's Log Console: outputs of the kernel that belong to no cell (an exception raised in a
+# widget callback, a print from one) are logged per notebook by the logger registry.
+LOG_CONSOLE_JS = """() => {
+  const app = window.jupyterapp;
+  const reg = app.pluginRegistry || app;
+  const plugins = reg._plugins || reg._pluginMap;
+  const p = plugins && (plugins.get ? plugins.get('@jupyterlab/logconsole-extension:plugin')
+                                    : plugins['@jupyterlab/logconsole-extension:plugin']);
+  const registry = p && p.service;
+  if (!registry) return null;
+  const out = [];
+  for (const logger of registry.getLoggers()) {
+    const m = logger.outputAreaModel;
+    for (let i = 0; i < m.length; i++) {
+      const o = m.get(i);
+      const j = o.toJSON();
+      const text = j.text || j.evalue || JSON.stringify(j.data || j).slice(0, 300);
+      out.push({source: logger.source, level: o.level, text: String(text).slice(0, 500)});
+    }
+  }
+  return out;
+}"""
+
+
+def log_console(page) -> list[dict]:
+    """Every message JupyterLab's Log Console holds for the open notebooks ({source, level, text})."""
+    entries = page.evaluate(LOG_CONSOLE_JS)
+    if entries is None:
+        raise RuntimeError("JupyterLab's logger registry was not found (is expose_app_in_browser on?)")
+    return entries
+
+
+def log_console_errors(page) -> list[dict]:
+    return [e for e in log_console(page) if e["level"] in ("error", "critical")]
 
 
 def slider_handle(page, description: str):
