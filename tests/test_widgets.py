@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -196,14 +197,17 @@ def test_a_point_valid_for_hccs_but_not_for_aie4ml_is_flagged_with_the_rule(play
 
 
 def test_head_explorer_figures_match_direct_computations(bank, minilm):
-    ex = HeadExplorer(bank, minilm)
+    picked = []
+    ex = HeadExplorer(bank, minilm, on_select=lambda *a: picked.append(a))
     s = bank.summary()
     np.testing.assert_array_equal(np.asarray(ex.grid_fig.data[0].z), s.norm_entropy)
     ex.set_metric("std")
     np.testing.assert_array_equal(np.asarray(ex.grid_fig.data[0].z), s.std)
     assert set(METRICS) >= {"norm_entropy", "std"}
     ex.select(3, 7)
-    assert (list(ex.grid_fig.data[1].x), list(ex.grid_fig.data[1].y)) == ([7], [3])
+    box = ex.grid_fig.layout.shapes[0]
+    assert (box.x0 + box.x1) / 2 == 7 and (box.y0 + box.y1) / 2 == 3
+    assert picked[-1] == ("minilm-l6", 3, 7)  # what the session file remembers
     rows = bank[3, 7]
     cent = []
     for r in range(len(rows)):
@@ -212,7 +216,7 @@ def test_head_explorer_figures_match_direct_computations(bank, minilm):
     counts, edges = np.histogram(np.array(cent), bins=60)
     np.testing.assert_array_equal(ex.hist_fig.data[0].y, counts)
     np.testing.assert_allclose(ex.hist_fig.data[0].x, 0.5 * (edges[1:] + edges[:-1]), rtol=1e-6)
-    # rank profile: mean and p10/p90 over the rows that have a key at that rank
+    # rank profile: mean and p10/p90 over the rows that have a key at that rank, on a log axis in powers of ten
     p = rows.softmax()
     per_rank = {}
     for r in range(len(rows)):
@@ -222,23 +226,68 @@ def test_head_explorer_figures_match_direct_computations(bank, minilm):
     np.testing.assert_allclose(ex.rank_fig.data[2].y, mean, rtol=1e-9)
     np.testing.assert_allclose(ex.rank_fig.data[1].y, [np.percentile(per_rank[k], 10) for k in sorted(per_rank)])
     assert ex.rank_fig.data[1].fill == "tonexty"
+    assert ex.rank_fig.layout.yaxis.type == "log" and ex.rank_fig.layout.yaxis.exponentformat == "power"
     # broad / focused split
     broad, focused = ex.split()
     assert len(broad) + len(focused) == 72 and len(broad) == int(s.broad.sum())
     assert f"<b>broad</b> {len(broad)} heads" in ex.split_html.value
     # a click on the heatmap selects that head
     ex._on_grid_click(ex.grid_fig.data[0], SimpleNamespace(point_inds=[0], xs=[11], ys=[5]), None)
-    assert (ex.layer, ex.head) == (5, 11)
-    # the sentence view: tokens coloured by that head's attention from the chosen query
+    assert (ex.layer, ex.head) == (5, 11) and picked[-1] == ("minilm-l6", 5, 11)
+    # the sentence: a query x key matrix of that head, the tokens shaded by the chosen query's attention
     ex.set_sentence(2)
     ex.set_query(1)
     t = ex._sentences[2]
     ta = attention_for_text(minilm, bank.texts[t], 5, 11, max_len=48)
     np.testing.assert_allclose(ex.token_weights, ta.probs[1], rtol=1e-6)
+    z = np.array([[np.nan if v is None else v for v in row] for row in ex.matrix_fig.data[0].z])
+    np.testing.assert_allclose(z, np.where(ta.mask, ta.probs, np.nan), atol=1e-5, equal_nan=True)
+    assert list(ex.matrix_fig.data[0].y) == [f"{i}:{tok}" for i, tok in enumerate(ta.tokens)]
+    np.testing.assert_allclose(ex.strip_fig.data[0].customdata, ta.probs[1], atol=1e-6)
+    assert list(ex.strip_fig.data[0].text) == ta.tokens
     for tok in ta.tokens:
         assert html.escape(tok) in ex.sentence_html.value
+    # a click on a matrix row or on a token makes it the query
+    ex._on_matrix_click(ex.matrix_fig.data[0], SimpleNamespace(point_inds=[[4, 2]], xs=["2:x"], ys=[f"4:{ta.tokens[4]}"]), None)
+    assert ex.query == 4
+    box = ex.matrix_fig.layout.shapes[0]
+    assert (box.y0, box.y1) == (3.5, 4.5)
+    ex._on_strip_click(ex.strip_fig.data[0], SimpleNamespace(point_inds=[3]), None)
+    assert ex.query == 3 and json.loads(ex.matrix_fig.data[0].meta)["query"] == 3
+    # every head of the layer on this sentence, small multiples
+    assert len(ex.layer_fig.data) == 12
+    for h in (0, 11):
+        ta_h = attention_for_text(minilm, bank.texts[t], 5, h, max_len=48)
+        zh = np.array([[np.nan if v is None else v for v in row] for row in ex.layer_fig.data[h].z])
+        np.testing.assert_allclose(zh, np.where(ta_h.mask, ta_h.probs, np.nan), atol=1e-3, equal_nan=True)
+    # your own sentence
+    ex.text_box.value = "the film is a triumph of style over substance"
+    own = attention_for_text(minilm, "the film is a triumph of style over substance", 5, 11, max_len=48)
+    assert ex.own_text is not None and list(ex.strip_fig.data[0].text) == own.tokens
+    assert "your sentence" in ex.readout.value
     ex.layer_dropdown.value = 1
     assert (ex.layer, ex.head) == (1, 11)
+
+
+def test_a_causal_head_shows_a_lower_triangle_with_only_valid_keys(bank, minilm, monkeypatch):
+    from hccs_lab.capture import TextAttention
+    from hccs_lab.widgets import explorer as E
+
+    def causal(loaded, text, layer, head, max_len=128):
+        n = 6
+        lg = np.random.default_rng(layer * 100 + head).normal(size=(n, n)).astype(np.float32)
+        mask = np.tril(np.ones((n, n), bool))
+        lg = np.where(mask, lg, 0.0)
+        return TextAttention([f"t{i}" for i in range(n)], lg, mask, softmax(lg.astype(np.float64), mask=mask), layer, head)
+
+    monkeypatch.setattr(E, "attention_for_text", causal)
+    ex = HeadExplorer(bank, minilm)
+    ex.set_query(2)
+    z = np.array([[np.nan if v is None else v for v in row] for row in ex.matrix_fig.data[0].z])
+    assert np.isnan(z[np.triu_indices(6, 1)]).all() and np.isfinite(z[np.tril_indices(6)]).all()
+    np.testing.assert_allclose(np.nansum(z, 1), 1.0, atol=1e-5)  # each row's valid keys carry all of it
+    assert ex.token_weights[3:].sum() == 0 and ex.token_weights[:3].sum() == pytest.approx(1.0, abs=1e-6)
+    assert "line-through" in ex.sentence_html.value  # the keys row 2 may not see
 
 
 def test_helpers_and_errors(bank):

@@ -4,14 +4,14 @@ Imported lazily so that `import hccs_lab.widgets.<module>` does not pull in plot
 """
 from __future__ import annotations
 
-__all__ = ["HeadExplorer", "ClipSlopePlayground", "BinnedRows"]
+__all__ = ["HeadExplorer", "ModelPicker", "ClipSlopePlayground", "BinnedRows"]
 
 
 def __getattr__(name):
-    if name == "HeadExplorer":
-        from .explorer import HeadExplorer
+    if name in ("HeadExplorer", "ModelPicker"):
+        from . import explorer
 
-        return HeadExplorer
+        return getattr(explorer, name)
     if name == "ClipSlopePlayground":
         from .playground import ClipSlopePlayground
 
