@@ -25,6 +25,8 @@ six-loop kernel with the bit-trick exp), ``bf16-exp2`` (AIE-MLv2, native exp2).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from functools import lru_cache
 
 from ..core.params import VARIANTS as HCCS_VARIANTS
@@ -101,8 +103,6 @@ def hccs_kernel(params: HCCSParams, variant: str, arch: str, n: int, schedule: s
                          f"(use one of {schedules_for(n)})")
     B, S, D = params.B, params.S, params.D
     out_kind, recip = split_variant(variant)
-
-    group = 4 if schedule == "wide64s" else 1
     if schedule == "paper":
         # the authors' structure: 32-lane passes as plain loops (no pragma; the cycle model
         # decides whether the compiler unrolls them), one row at a time, one scratch row
@@ -111,36 +111,71 @@ def hccs_kernel(params: HCCSParams, variant: str, arch: str, n: int, schedule: s
         # our schedules flatten every pass (chess_unroll_loop) and rotate two scratch copies, so a
         # row's score stores need not wait for the previous row's loads
         lanes, unroll, rows, slots = min(64, n), True, (1 if schedule == "wide64x1" else 4), 2
-    T = n // lanes
-    v8, u8v = VType("int8", lanes), VType("uint8", lanes)
-    v16 = VType("int16", lanes)
-    acc = VType("int32", lanes, "acc32")
-    wide_rho = rho_bound(params, variant, n, valid_len) > INT16_MAX
-    rho_t = VType("int32" if wide_rho else "int16", lanes)
-    prod_t = VType("int32", lanes, "acc64" if wide_rho else "acc32")
-    out_elem = "int16" if out_kind == "i16" else "uint8"
-    vl = valid_len
-
+    sh = _Shape(lanes, n // lanes, unroll, 4 if schedule == "wide64s" else 1, valid_len)
     b = OpBuilder()
-    if vl:
+    if valid_len:
         b.op("vlen", "row_arg", scalar("int32"), buf="valid_len")
-    # pass 1: running max over the row's vectors (keys past the valid length read as -128)
+    _pass_max(b, sh)
+    _pass_score(b, sh, params)
+    z = _score_sum(b, sh, B)
+    shift_form = variant == "u8-clb" and schedule != "paper"
+    wide_rho = rho_bound(params, variant, n, valid_len) > INT16_MAX and not shift_form
+    _pass_norm(b, sh, z, out_kind, recip, shift_form, wide_rho)
+
+    out_elem = "int16" if out_kind == "i16" else "uint8"
+    name = f"hccs_{out_kind}_{recip}_{schedule}_n{n}" + ("_vl" if valid_len else "")
+    bufs = [Buffer("logits", "int8", "in"), Buffer("scores", "int16", "scratch", slots),
+            Buffer("probs", out_elem, "out")]
+    if valid_len:
+        bufs.append(Buffer("valid_len", "int32", "rowarg"))
+    return Kernel(
+        name=name, family="hccs", variant=variant, schedule=schedule, arch=arch, n=n, lanes=lanes,
+        buffers=tuple(bufs), body=tuple(b.ops), rounding="floor", saturation="saturate", rows_per_iter=rows,
+        params={"B": B, "S": S, "D": D, "wide_rho": int(wide_rho)}, valid_len=valid_len,
+        notes=("reciprocal needs 32 bits (Z can fall below 256): int16 x int32 multiply into acc64"
+               if wide_rho else "reciprocal fits int16: int16 x int16 multiply into acc32"),
+    )
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """How a schedule covers a row: lanes per vector, trips per pass, flattened or not, rows sharing
+    reduction tails, and whether the kernel takes a valid length."""
+
+    lanes: int
+    trips: int
+    unroll: bool
+    group: int
+    valid_len: bool
+
+    def v(self, elem: str, acc: str | None = None) -> VType:
+        return VType(elem, self.lanes, acc)
+
+
+def _pass_max(b: OpBuilder, sh: _Shape) -> None:
+    """Pass 1: running max over the row's vectors (keys past the valid length read as -128)."""
+    v8 = sh.v("int8")
     b.op("neg_inf", "const", v8, imm=(-128,))
     p1 = OpBuilder()
     p1.op("x1", "load", v8, buf="logits")
-    if vl:
-        p1.op("mk1", "lane_mask", VType("int8", lanes), "vlen")
+    if sh.valid_len:
+        p1.op("mk1", "lane_mask", v8, "vlen")
         p1.op("x1m", "select", v8, "neg_inf", "x1", "mk1")
-    b.ops.append(Loop(T, tuple(p1.ops), (Carry("vmax", "max", "neg_inf", "x1m" if vl else "x1"),), unroll, "pass_max"))
-    b.op("m", "reduce_max", scalar("int8"), "vmax", group=group)
+    b.ops.append(Loop(sh.trips, tuple(p1.ops), (Carry("vmax", "max", "neg_inf", "x1m" if sh.valid_len else "x1"),),
+                      sh.unroll, "pass_max"))
+    b.op("m", "reduce_max", scalar("int8"), "vmax", group=sh.group)
+
+
+def _pass_score(b: OpBuilder, sh: _Shape, params: HCCSParams) -> None:
+    """Pass 2: d = min(m - x, D) in uint8; s = B - S*d on the int8 MAC; running sum; int16 scores."""
+    v8, u8v, v16, acc = sh.v("int8"), sh.v("uint8"), sh.v("int16"), sh.v("int32", "acc32")
     b.op("mb", "bcast", v8, "m")
     b.op("mbu", "cast", u8v, "mb")
-    b.op("dmax", "const", u8v, imm=(D,))
-    b.op("neg_s", "const", v8, imm=(-S,))
-    b.op("base", "const", v16, imm=(B,))
+    b.op("dmax", "const", u8v, imm=(params.D,))
+    b.op("neg_s", "const", v8, imm=(-params.S,))
+    b.op("base", "const", v16, imm=(params.B,))
     b.op("acc_base", "ups", acc, "base")
     b.op("zero16", "const", v16, imm=(0,))
-    # pass 2: d = min(m - x, D) in uint8; s = B - S*d on the int8 MAC; running sum; int16 scores
     p2 = OpBuilder()
     p2.op("x2", "load", v8, buf="logits")
     p2.op("xu", "cast", u8v, "x2")
@@ -149,10 +184,10 @@ def hccs_kernel(params: HCCSParams, variant: str, arch: str, n: int, schedule: s
     p2.op("d8", "cast", v8, "dcl")
     p2.op("score", "mac", acc, "acc_base", "d8", "neg_s")
     p2.op("score16", "srs", v16, "score", imm=(0,))
-    if vl:
+    if sh.valid_len:
         # keys past the valid length score exactly 0: they drop out of Z and their output is 0;
         # Z is summed in int16 lanes (every partial sum is at most Z <= n*B <= 32767)
-        p2.op("mk2", "lane_mask", VType("int8", lanes), "vlen")
+        p2.op("mk2", "lane_mask", v8, "vlen")
         p2.op("sc16", "select", v16, "zero16", "score16", "mk2")
         p2.op(None, "store", None, "sc16", buf="scores")
         carry = Carry("zacc", "add", "zero16", "sc16")
@@ -161,31 +196,36 @@ def hccs_kernel(params: HCCSParams, variant: str, arch: str, n: int, schedule: s
         # the running sum starts from the B-filled accumulator the MAC already holds (no second
         # constant accumulator live); its lanes*B is taken off the scalar sum
         carry = Carry("zacc", "add", "acc_base", "score")
-    b.ops.append(Loop(T, tuple(p2.ops), (carry,), unroll, "pass_score"))
-    if vl:
-        b.op("z", "reduce_add", scalar("int32"), "zacc", group=group)
-    else:
-        b.op("zraw", "reduce_add", scalar("int32"), "zacc", group=group)
-        b.op("bsum", "sconst", scalar("int32"), imm=(lanes * B,))
-        b.op("z", "ssub", scalar("int32"), "zraw", "bsum")
-    if vl:  # an empty row (Z = 0) takes Z = B: its scores are all 0, so any reciprocal gives 0
+    b.ops.append(Loop(sh.trips, tuple(p2.ops), (carry,), sh.unroll, "pass_score"))
+
+
+def _score_sum(b: OpBuilder, sh: _Shape, B: int) -> str:
+    """The row's score sum Z as a scalar; returns its name."""
+    if sh.valid_len:
+        b.op("z", "reduce_add", scalar("int32"), "zacc", group=sh.group)
+        # an empty row (Z = 0) takes Z = B: its scores are all 0, so any reciprocal gives 0
         b.op("bmin", "sconst", scalar("int32"), imm=(B,))
         b.op("zr", "smax", scalar("int32"), "z", "bmin")
-        z = "zr"
-    else:
-        z = "z"
+        return "zr"
+    b.op("zraw", "reduce_add", scalar("int32"), "zacc", group=sh.group)
+    b.op("bsum", "sconst", scalar("int32"), imm=(sh.lanes * B,))
+    b.op("z", "ssub", scalar("int32"), "zraw", "bsum")
+    return "z"
+
+
+def _pass_norm(b: OpBuilder, sh: _Shape, z: str, out_kind: str, recip: str, shift_form: bool, wide_rho: bool) -> None:
+    """The reciprocal on the scalar unit, then pass 3: p = sat(s * rho >> shift)."""
+    out_t = sh.v("int16" if out_kind == "i16" else "uint8")
     p3 = OpBuilder()
-    p3.op("s3", "load", v16, buf="scores")
-    if variant == "u8-clb" and schedule != "paper":
+    p3.op("s3", "load", sh.v("int16"), buf="scores")
+    if shift_form:
         # sat_u8((s * (255 << (15 - k))) >> 15) == sat_u8((s * 255) >> k) for 0 <= k <= 15: one
         # multiply by a constant and an SRS whose shift is the scalar k (no reciprocal broadcast)
         b.op("k", "slog2", scalar("int32"), z)  # 31 - clb(Z)
-        b.op("c255", "const", v16, imm=(255,))
-        p3.op("prod", "mul", VType("int32", lanes, "acc32"), "s3", "c255")
-        p3.op("prob", "srs_var", VType(out_elem, lanes), "prod", "k")
-        wide_rho = False
+        b.op("c255", "const", sh.v("int16"), imm=(255,))
+        p3.op("prod", "mul", sh.v("int32", "acc32"), "s3", "c255")
+        p3.op("prob", "srs_var", out_t, "prod", "k")
     else:
-        # reciprocal on the scalar unit
         if recip == "div":
             b.op("numer", "sconst", scalar("int32"), imm=(INT16_MAX if out_kind == "i16" else U8_NUMER,))
             b.op("rho", "sdiv", scalar("int32"), "numer", z)
@@ -199,25 +239,11 @@ def hccs_kernel(params: HCCSParams, variant: str, arch: str, n: int, schedule: s
                 b.op("c15", "sconst", scalar("int32"), imm=(15,))
                 b.op("sh", "ssub", scalar("int32"), "c15", "k")
                 b.op("rho", "sshl", scalar("int32"), "c255", "sh")
-        b.op("rhob", "bcast", rho_t, "rho")
-        # pass 3: p = sat(s * rho >> shift)
-        p3.op("prod", "mul", prod_t, "s3", "rhob")
-        p3.op("prob", "srs", VType(out_elem, lanes), "prod", imm=(0 if out_kind == "i16" else 15,))
+        b.op("rhob", "bcast", sh.v("int32" if wide_rho else "int16"), "rho")
+        p3.op("prod", "mul", sh.v("int32", "acc64" if wide_rho else "acc32"), "s3", "rhob")
+        p3.op("prob", "srs", out_t, "prod", imm=(0 if out_kind == "i16" else 15,))
     p3.op(None, "store", None, "prob", buf="probs")
-    b.ops.append(Loop(T, tuple(p3.ops), (), unroll, "pass_norm"))
-
-    name = f"hccs_{out_kind}_{recip}_{schedule}_n{n}" + ("_vl" if vl else "")
-    bufs = [Buffer("logits", "int8", "in"), Buffer("scores", "int16", "scratch", slots),
-            Buffer("probs", out_elem, "out")]
-    if vl:
-        bufs.append(Buffer("valid_len", "int32", "rowarg"))
-    return Kernel(
-        name=name, family="hccs", variant=variant, schedule=schedule, arch=arch, n=n, lanes=lanes,
-        buffers=tuple(bufs), body=tuple(b.ops), rounding="floor", saturation="saturate", rows_per_iter=rows,
-        params={"B": B, "S": S, "D": D, "wide_rho": int(wide_rho)}, valid_len=vl,
-        notes=("reciprocal needs 32 bits (Z can fall below 256): int16 x int32 multiply into acc64"
-               if wide_rho else "reciprocal fits int16: int16 x int16 multiply into acc32"),
-    )
+    b.ops.append(Loop(sh.trips, tuple(p3.ops), (), sh.unroll, "pass_norm"))
 
 
 def schedules_for(n: int) -> tuple:
@@ -268,105 +294,111 @@ def reference_kernel(variant: str, n: int, arch: str | None = None) -> Kernel:
         arch, lanes = arch or "aie-ml", 16
     if n % lanes or n < lanes:
         raise InputError(f"reference {variant} needs n a multiple of {lanes}, got {n}")
-    T = n // lanes
-    vb = VType("bf16", lanes)
-    af = VType("float", lanes, "accfloat")
-    fs = scalar("float")
     b = OpBuilder()
-    if variant == "bf16-bittrick":
-        b.op("ninf", "sconst", fs, imm=(BF16_NEG_INF,))
-        l1 = OpBuilder()
-        l1.op("raw", "load", VType("int16", lanes), buf="stream_in")
-        l1.op("xin", "to_bf16", vb, "raw")
-        l1.op("vm", "freduce_max", fs, "xin")
-        l1.op(None, "store", None, "xin", buf="wbuf_a")
-        b.ops.append(Loop(T, tuple(l1.ops), (Carry("mx", "fmax", "ninf", "vm"),), False, "read_max"))
-        b.op("mxb", "bcast", vb, "mx")
-        l2 = OpBuilder()
-        l2.op("a2", "load", vb, buf="wbuf_a")
-        l2.op("a2acc", "ups", af, "a2")
-        l2.op("y", "fsub", af, "a2acc", "mxb")
-        l2.op("yv", "fsrs", vb, "y")
-        l2.op(None, "store", None, "yv", buf="wbuf_b")
-        b.ops.append(Loop(T, tuple(l2.ops), (), False, "sub_max"))
-        b.op("exp_s", "const", vb, imm=(BF16_185,))
-        b.op("exp_b", "const", vb, imm=(BF16_16256,))
-        b.op("exp_bacc", "ups", af, "exp_b")
-        l3 = OpBuilder()
-        l3.op("b3", "load", vb, buf="wbuf_b")
-        l3.op("lin", "fmac", af, "exp_bacc", "b3", "exp_s")   # 185*y + 16256 in accfloat
-        l3.op("linv", "fsrs", vb, "lin")
-        l3.op(None, "store", None, "linv", buf="wbuf_a")
-        b.ops.append(Loop(T, tuple(l3.ops), (), False, "exp_mac"))
-        l4 = OpBuilder()
-        l4.op("a4", "load", vb, buf="wbuf_a")
-        l4.op("fix", "to_fixed", VType("int16", lanes), "a4")      # round per the kernel's mode
-        l4.op("bnd", "zero_outside", VType("int16", lanes), "fix", imm=(0, 16256))  # lt/select/gt/select
-        l4.op(None, "store", None, "bnd", buf="wbuf_i")
-        b.ops.append(Loop(T, tuple(l4.ops), (), False, "exp_bounds"))
-        b.op("fzero", "const", vb, imm=(0,))
-        b.op("accz", "ups", af, "fzero")
-        l5 = OpBuilder()
-        l5.op("e5i", "load", VType("int16", lanes), buf="wbuf_i")
-        l5.op("e5", "to_bf16", vb, "e5i")                          # the int16 bits read as bf16
-        l5.op("e5acc", "ups", af, "e5")
-        b.ops.append(Loop(T, tuple(l5.ops), (Carry("fsum", "fadd", "accz", "e5acc"),), False, "sum"))
-        b.op("tot", "freduce_add", fs, "fsum")
-        b.op("inv", "finv", fs, "tot")
-        b.op("invb", "bcast", vb, "inv")
-        l6 = OpBuilder()
-        l6.op("e6i", "load", VType("int16", lanes), buf="wbuf_i")
-        l6.op("e6", "to_bf16", vb, "e6i")
-        l6.op("p6", "fmul", af, "e6", "invb")
-        l6.op("o6", "fsrs", vb, "p6")
-        l6.op(None, "store", None, "o6", buf="stream_out")
-        b.ops.append(Loop(T, tuple(l6.ops), (), False, "scale_write"))
-        bufs = (Buffer("stream_in", "int16", "in"), Buffer("wbuf_a", "bf16", "scratch"),
-                Buffer("wbuf_b", "bf16", "scratch"), Buffer("wbuf_i", "int16", "scratch"),
-                Buffer("stream_out", "bf16", "out"))
-        rounding = "symmetric_inf"
-    else:
-        b.op("ninf", "const", vb, imm=(BF16_NEG_INF,))
-        l1 = OpBuilder()
-        l1.op("x1", "load", vb, buf="x")
-        if variant == "bf16-exp2":
-            b.op("log2e", "const", vb, imm=(BF16_LOG2E,))  # 1.4453125, as in mlir-aie
-            l1.op("x1s", "fmul", af, "x1", "log2e")
-            l1.op("x1v", "fsrs", vb, "x1s")
-            val = "x1v"
-        else:
-            val = "x1"
-        b.ops.append(Loop(T, tuple(l1.ops), (Carry("vmax", "fmax", "ninf", val),), False, "pass_max"))
-        b.op("m", "freduce_max", fs, "vmax")
-        b.op("mb", "bcast", vb, "m")
-        b.op("fzero", "const", vb, imm=(0,))
-        b.op("accz", "ups", af, "fzero")
-        l2 = OpBuilder()
-        l2.op("x2", "load", vb, buf="x")
-        if variant == "bf16-exp2":
-            l2.op("x2s", "fmul", af, "x2", "log2e")
-            l2.op("y", "fsub", af, "x2s", "mb")
-            l2.op("yv", "fsrs", vb, "y")
-            l2.op("e", "exp2", vb, "yv")
-        else:
-            l2.op("x2a", "ups", af, "x2")
-            l2.op("y", "fsub", af, "x2a", "mb")
-            l2.op("yv", "fsrs", vb, "y")
-            l2.op("e", "lut_exp", vb, "yv")
-        l2.op("eacc", "ups", af, "e")
-        l2.op(None, "store", None, "e", buf="ex")
-        b.ops.append(Loop(T, tuple(l2.ops), (Carry("fsum", "fadd", "accz", "eacc"),), False, "pass_exp"))
-        b.op("tot", "freduce_add", fs, "fsum")
-        b.op("inv", "finv", fs, "tot")
-        b.op("invb", "bcast", vb, "inv")
-        l3 = OpBuilder()
-        l3.op("e3", "load", vb, buf="ex")
-        l3.op("p3", "fmul", af, "e3", "invb")
-        l3.op("o3", "fsrs", vb, "p3")
-        l3.op(None, "store", None, "o3", buf="y_out")
-        b.ops.append(Loop(T, tuple(l3.ops), (), False, "pass_norm"))
-        bufs = (Buffer("x", "bf16", "in"), Buffer("ex", "bf16", "scratch"), Buffer("y_out", "bf16", "out"))
-        rounding = "conv_even"
+    build = _bittrick_reference if variant == "bf16-bittrick" else _exp_reference
+    bufs, rounding = build(b, variant, n // lanes, lanes)
     return Kernel(name="ref_" + variant.replace("-", "_") + f"_n{n}", family="reference", variant=variant,
                   schedule="reference", arch=arch, n=n, lanes=lanes, buffers=bufs, body=tuple(b.ops),
                   rounding=rounding, saturation="saturate")
+
+
+def _bittrick_reference(b: OpBuilder, variant: str, T: int, lanes: int):
+    """The Vitis tutorial's six loops (stream in, running max, subtract, bit-trick exp, sum, scale)."""
+    vb, af, fs = VType("bf16", lanes), VType("float", lanes, "accfloat"), scalar("float")
+    b.op("ninf", "sconst", fs, imm=(BF16_NEG_INF,))
+    l1 = OpBuilder()
+    l1.op("raw", "load", VType("int16", lanes), buf="stream_in")
+    l1.op("xin", "to_bf16", vb, "raw")
+    l1.op("vm", "freduce_max", fs, "xin")
+    l1.op(None, "store", None, "xin", buf="wbuf_a")
+    b.ops.append(Loop(T, tuple(l1.ops), (Carry("mx", "fmax", "ninf", "vm"),), False, "read_max"))
+    b.op("mxb", "bcast", vb, "mx")
+    l2 = OpBuilder()
+    l2.op("a2", "load", vb, buf="wbuf_a")
+    l2.op("a2acc", "ups", af, "a2")
+    l2.op("y", "fsub", af, "a2acc", "mxb")
+    l2.op("yv", "fsrs", vb, "y")
+    l2.op(None, "store", None, "yv", buf="wbuf_b")
+    b.ops.append(Loop(T, tuple(l2.ops), (), False, "sub_max"))
+    b.op("exp_s", "const", vb, imm=(BF16_185,))
+    b.op("exp_b", "const", vb, imm=(BF16_16256,))
+    b.op("exp_bacc", "ups", af, "exp_b")
+    l3 = OpBuilder()
+    l3.op("b3", "load", vb, buf="wbuf_b")
+    l3.op("lin", "fmac", af, "exp_bacc", "b3", "exp_s")   # 185*y + 16256 in accfloat
+    l3.op("linv", "fsrs", vb, "lin")
+    l3.op(None, "store", None, "linv", buf="wbuf_a")
+    b.ops.append(Loop(T, tuple(l3.ops), (), False, "exp_mac"))
+    l4 = OpBuilder()
+    l4.op("a4", "load", vb, buf="wbuf_a")
+    l4.op("fix", "to_fixed", VType("int16", lanes), "a4")      # round per the kernel's mode
+    l4.op("bnd", "zero_outside", VType("int16", lanes), "fix", imm=(0, 16256))  # lt/select/gt/select
+    l4.op(None, "store", None, "bnd", buf="wbuf_i")
+    b.ops.append(Loop(T, tuple(l4.ops), (), False, "exp_bounds"))
+    b.op("fzero", "const", vb, imm=(0,))
+    b.op("accz", "ups", af, "fzero")
+    l5 = OpBuilder()
+    l5.op("e5i", "load", VType("int16", lanes), buf="wbuf_i")
+    l5.op("e5", "to_bf16", vb, "e5i")                          # the int16 bits read as bf16
+    l5.op("e5acc", "ups", af, "e5")
+    b.ops.append(Loop(T, tuple(l5.ops), (Carry("fsum", "fadd", "accz", "e5acc"),), False, "sum"))
+    b.op("tot", "freduce_add", fs, "fsum")
+    b.op("inv", "finv", fs, "tot")
+    b.op("invb", "bcast", vb, "inv")
+    l6 = OpBuilder()
+    l6.op("e6i", "load", VType("int16", lanes), buf="wbuf_i")
+    l6.op("e6", "to_bf16", vb, "e6i")
+    l6.op("p6", "fmul", af, "e6", "invb")
+    l6.op("o6", "fsrs", vb, "p6")
+    l6.op(None, "store", None, "o6", buf="stream_out")
+    b.ops.append(Loop(T, tuple(l6.ops), (), False, "scale_write"))
+    bufs = (Buffer("stream_in", "int16", "in"), Buffer("wbuf_a", "bf16", "scratch"),
+            Buffer("wbuf_b", "bf16", "scratch"), Buffer("wbuf_i", "int16", "scratch"),
+            Buffer("stream_out", "bf16", "out"))
+    return bufs, "symmetric_inf"
+
+
+def _exp_reference(b: OpBuilder, variant: str, T: int, lanes: int):
+    """mlir-aie's three passes: max, exp (LUT on AIE-ML, exp2 on AIE-MLv2) with the sum, scale."""
+    vb, af, fs = VType("bf16", lanes), VType("float", lanes, "accfloat"), scalar("float")
+    b.op("ninf", "const", vb, imm=(BF16_NEG_INF,))
+    l1 = OpBuilder()
+    l1.op("x1", "load", vb, buf="x")
+    if variant == "bf16-exp2":
+        b.op("log2e", "const", vb, imm=(BF16_LOG2E,))  # 1.4453125, as in mlir-aie
+        l1.op("x1s", "fmul", af, "x1", "log2e")
+        l1.op("x1v", "fsrs", vb, "x1s")
+        val = "x1v"
+    else:
+        val = "x1"
+    b.ops.append(Loop(T, tuple(l1.ops), (Carry("vmax", "fmax", "ninf", val),), False, "pass_max"))
+    b.op("m", "freduce_max", fs, "vmax")
+    b.op("mb", "bcast", vb, "m")
+    b.op("fzero", "const", vb, imm=(0,))
+    b.op("accz", "ups", af, "fzero")
+    l2 = OpBuilder()
+    l2.op("x2", "load", vb, buf="x")
+    if variant == "bf16-exp2":
+        l2.op("x2s", "fmul", af, "x2", "log2e")
+        l2.op("y", "fsub", af, "x2s", "mb")
+        l2.op("yv", "fsrs", vb, "y")
+        l2.op("e", "exp2", vb, "yv")
+    else:
+        l2.op("x2a", "ups", af, "x2")
+        l2.op("y", "fsub", af, "x2a", "mb")
+        l2.op("yv", "fsrs", vb, "y")
+        l2.op("e", "lut_exp", vb, "yv")
+    l2.op("eacc", "ups", af, "e")
+    l2.op(None, "store", None, "e", buf="ex")
+    b.ops.append(Loop(T, tuple(l2.ops), (Carry("fsum", "fadd", "accz", "eacc"),), False, "pass_exp"))
+    b.op("tot", "freduce_add", fs, "fsum")
+    b.op("inv", "finv", fs, "tot")
+    b.op("invb", "bcast", vb, "inv")
+    l3 = OpBuilder()
+    l3.op("e3", "load", vb, buf="ex")
+    l3.op("p3", "fmul", af, "e3", "invb")
+    l3.op("o3", "fsrs", vb, "p3")
+    l3.op(None, "store", None, "o3", buf="y_out")
+    b.ops.append(Loop(T, tuple(l3.ops), (), False, "pass_norm"))
+    bufs = (Buffer("x", "bf16", "in"), Buffer("ex", "bf16", "scratch"), Buffer("y_out", "bf16", "out"))
+    return bufs, "conv_even"
