@@ -354,6 +354,53 @@ def _check_texts(texts) -> list:
     return texts
 
 
+class _BankSink:
+    """The observer capture_logits installs: copies the reservoir's chosen rows of every layer into the bank arrays.
+
+    Per batch, `next_batch` says which (text, query) rows go to which slots; the observer then
+    takes only those rows of each layer's logits (masked keys stored as 0) and, in the first
+    layer, their key masks.
+    """
+
+    def __init__(self, L: int, H: int, cap: int, n: int):
+        self.logits = np.zeros((L, cap, H, n), dtype=np.float32)
+        self.mask = np.zeros((cap, n), dtype=bool)
+        self.text_index = np.full(cap, -1, dtype=np.int64)
+        self.query_pos = np.full(cap, -1, dtype=np.int64)
+        self.plan = {}
+
+    def next_batch(self, b_idx, q_idx, slots, start: int, contiguous: bool) -> None:
+        self.plan = dict(b=torch.from_numpy(b_idx), q=torch.from_numpy(q_idx), slots=slots, contiguous=contiguous)
+        self.text_index[slots] = start + b_idx
+        self.query_pos[slots] = q_idx
+
+    def __call__(self, layer, lg, keymask):
+        plan = self.plan
+        slots = plan["slots"]
+        if slots.size == 0:
+            return
+        lk = lg.shape[-1]
+        if "km" not in plan:  # the key mask is the same in every layer: build it once per batch
+            km = torch.broadcast_to(keymask, (lg.shape[0], 1, lg.shape[2], lk))[plan["b"], 0, plan["q"], :]
+            plan["not_km"] = ~km[:, None, :]
+            plan["km"] = km.numpy()
+        rows = lg[plan["b"], :, plan["q"], :]  # [r, H, lk], a fresh copy of only the rows the reservoir takes
+        rows = rows.masked_fill_(plan["not_km"], 0.0).float().cpu().numpy()  # masked keys stored as 0
+        dest = self.logits[layer]
+        if plan["contiguous"]:  # the reservoir is still filling: a plain slice, no scatter
+            s0 = int(slots[0])
+            dest[s0 : s0 + slots.size, :, :lk] = rows
+        else:
+            dest[slots, :, :lk] = rows
+            dest[slots, :, lk:] = 0.0
+        if layer == 0:
+            if plan["contiguous"]:
+                self.mask[s0 : s0 + slots.size, :lk] = plan["km"]
+            else:
+                self.mask[slots, :lk] = plan["km"]
+                self.mask[slots, lk:] = False
+
+
 def capture_logits(
     loaded,
     texts,
@@ -375,49 +422,16 @@ def capture_logits(
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise InputError(f"{what} must be a positive integer, got {v!r}")
     model, n = loaded.model, int(max_len)
-    L, H = loaded.n_layers, loaded.n_heads
     res = RowReservoir(max_rows_per_head, seed)
     starts = range(0, len(texts), batch_size)
     batches = [_tokenize(loaded.tokenizer, texts[s : s + batch_size], n) for s in starts]
     # a short stream fills fewer slots than the reservoir holds: allocate only those, no trim copy
     cap = min(res.capacity, sum(int(b["attention_mask"].sum()) for b in batches))
-    logits = np.zeros((L, cap, H, n), dtype=np.float32)
-    mask = np.zeros((cap, n), dtype=bool)
-    text_index = np.full(cap, -1, dtype=np.int64)
-    query_pos = np.full(cap, -1, dtype=np.int64)
-    plan = {}
-    first_layer = 0
-
-    def observer(layer, lg, keymask):
-        slots = plan["slots"]
-        if slots.size == 0:
-            return
-        lk = lg.shape[-1]
-        if "km" not in plan:  # the key mask is the same in every layer: build it once per batch
-            km = torch.broadcast_to(keymask, (lg.shape[0], 1, lg.shape[2], lk))[plan["b"], 0, plan["q"], :]
-            plan["km"] = km
-            plan["not_km"] = ~km[:, None, :]
-            plan["km_np"] = km.numpy()
-        rows = lg[plan["b"], :, plan["q"], :]  # [r, H, lk], a fresh copy of only the rows the reservoir takes
-        rows = rows.masked_fill_(plan["not_km"], 0.0).float().cpu().numpy()  # masked keys stored as 0
-        dest = logits[layer]
-        if plan["contiguous"]:  # the reservoir is still filling: a plain slice, no scatter
-            s0 = int(slots[0])
-            dest[s0 : s0 + slots.size, :, :lk] = rows
-        else:
-            dest[slots, :, :lk] = rows
-            dest[slots, :, lk:] = 0.0
-        if layer == first_layer:
-            if plan["contiguous"]:
-                mask[s0 : s0 + slots.size, :lk] = plan["km_np"]
-            else:
-                mask[slots, :lk] = plan["km_np"]
-                mask[slots, lk:] = False
-
+    sink = _BankSink(loaded.n_layers, loaded.n_heads, cap, n)
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), attention.observe(model, observer):
+        with torch.no_grad(), attention.observe(model, sink):
             for start, batch in tqdm(zip(starts, batches), total=len(batches), desc=f"capture {loaded.name}",
                                      unit="batch", disable=not progress):
                 am = batch["attention_mask"].bool()
@@ -425,14 +439,11 @@ def capture_logits(
                 filled = res.count
                 src, slots = res.plan(len(b_idx))
                 # while the reservoir fills, new rows go to fresh, consecutive (still zero) slots
-                fresh = slots.size > 0 and filled + len(b_idx) <= cap
-                plan.clear()
-                plan.update(b=torch.from_numpy(b_idx[src]), q=torch.from_numpy(q_idx[src]), slots=slots, contiguous=fresh)
-                text_index[slots] = start + b_idx[src]
-                query_pos[slots] = q_idx[src]
+                sink.next_batch(b_idx[src], q_idx[src], slots, start, contiguous=slots.size > 0 and filled + len(b_idx) <= cap)
                 model(**batch)
     finally:
         model.train(was_training)
+    logits, mask, text_index, query_pos = sink.logits, sink.mask, sink.text_index, sink.query_pos
     assert res.count == cap, (res.count, cap)  # every allocated slot was filled
     return LogitBank(
         model_name=loaded.name,
