@@ -257,6 +257,11 @@ def _validate(c: Calibration) -> None:
     bad = c.before.violations(c.seq_len)
     if bad:
         raise InputError(f"'before' params invalid for seq_len={c.seq_len}: {'; '.join(bad)}")
+    _validate_heads(c)
+
+
+def _validate_heads(c: Calibration) -> None:
+    """One entry per (layer, head), in order, each valid for the target, with a finite KL."""
     if not isinstance(c.heads, tuple) or not all(isinstance(h, HeadCalibration) for h in c.heads):
         raise InputError("heads must be a tuple of HeadCalibration")
     seen = set()
