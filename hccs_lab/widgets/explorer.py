@@ -288,8 +288,10 @@ class HeadExplorer:
         self.text_button.on_click(lambda _b: self._typed())
         detail = []
         if self.loaded is not None:
-            detail = [W.HBox([self.sentence_slider, self.text_box, self.text_button]), self.readout,
-                      W.HBox([self.matrix_fig, self.layer_fig]), self.strip_fig]
+            box = W.VBox([W.HBox([self.sentence_slider, self.text_box, self.text_button]), self.readout,
+                          W.HBox([self.matrix_fig, self.layer_fig]), self.strip_fig])
+            box.add_class("hccs-explorer-detail")
+            detail = [box]
         self.widget = W.VBox([
             theme_html(),
             W.HBox([self.metric_dropdown, self.layer_dropdown, self.head_dropdown]),

@@ -199,18 +199,20 @@ def probability_axis(title: str = "probability", log: bool = False, **extra) -> 
 
 
 def log10_colorbar(title: str, lo: float, hi: float) -> dict:
-    """Colourbar for log10 values, ticks labelled as the values themselves (0.01, 0.1, 1, ...)."""
-    k0, k1 = math.floor(lo), math.ceil(hi)
-    ticks = list(range(k0, k1 + 1))
+    """Colourbar for log10 values, ticked at 1, 2, 5 x 10^k and labelled as the values themselves (0.02, 0.1, 1)."""
+    ticks = [math.log10(m * 10.0 ** k) for k in range(math.floor(lo) - 1, math.ceil(hi) + 1) for m in (1, 2, 5)]
+    ticks = [t for t in ticks if lo - 1e-9 <= t <= hi + 1e-9]
     return dict(title=dict(text=title, side="right"), thickness=14, len=0.9, tickvals=ticks,
-                ticktext=[decimal_label(10.0 ** k) for k in ticks], outlinewidth=0)
+                ticktext=[decimal_label(10.0 ** t) for t in ticks], outlinewidth=0)
 
 
 def decimal_label(v: float) -> str:
     """0.001 -> "0.001", 1e-05 -> "1e-5": plain decimals down to a thousandth, then powers of ten."""
     if v >= 1e-3:
-        return f"{v:g}"
-    return f"1e{int(round(math.log10(v)))}"
+        return f"{v:.3g}"
+    k = math.floor(math.log10(v) + 1e-9)
+    m = v / 10.0 ** k
+    return f"{m:.2g}e{k}"
 
 
 def none_for_nan(z: np.ndarray) -> list:

@@ -77,11 +77,12 @@ class PlaygroundView:
         self.layer_dropdown = W.Dropdown(description="layer", **dict(half, layout=W.Layout(width="125px")))
         self.head_dropdown = W.Dropdown(description="head", **dict(half, layout=W.Layout(width="125px")))
         self._fill_head_options()
-        button = dict(layout=W.Layout(width="128px"))
+        button = dict(layout=W.Layout(width="auto", margin="2px 4px 2px 0"))
         self.snap_button = W.Button(description="snap to calibrated", tooltip="this head's calibrated (B, S, D) and scale", **button)
-        self.save_button = W.Button(description="save parameters", tooltip="write them into the calibration JSON", **button)
+        self.save_button = W.Button(description="save these parameters", tooltip="write them into your calibration JSON", **button)
         self.kernel_button = W.Button(description="generate kernel", tooltip="the AIE kernel for these parameters", **button)
         self.status = W.HTML(layout=W.Layout(width=CTRL_WIDTH, min_height="2.6em"))
+        self.status.add_class("hccs-playground-status")
         self.readout = W.HTML(layout=W.Layout(flex="1 1 auto", min_width="430px", min_height="330px"))
         self.readout.add_class(READOUT_CLASS)
         self.readout.add_class("hccs-panel")
@@ -99,7 +100,8 @@ class PlaygroundView:
         rows = ([W.HBox(pickers)] if pg.source.selectable else []) + [
             self.b_slider, self.s_slider, self.d_slider, self.scale_slider,
             W.HBox([self.variant_dropdown, self.target_dropdown]), self.row_slider,
-            W.HBox([self.snap_button, self.save_button, self.kernel_button]), self.status]
+            W.HBox([self.snap_button, self.save_button, self.kernel_button], layout=W.Layout(flex_flow="row wrap")),
+            self.status]
         controls = W.VBox(rows, layout=W.Layout(flex="0 0 auto", width=CTRL_WIDTH))
         self.widget = W.VBox([theme_html(), W.HBox([controls, self.readout]),
                               W.HBox([self.prob_fig, self.map_fig])])

@@ -128,9 +128,12 @@ def lab_server(root_dir: Path = NOTEBOOKS, quick: bool = True, extra_env: dict |
             f = settings / rel
             f.parent.mkdir(parents=True, exist_ok=True)
             f.write_text(json.dumps(value))
+        # the notebooks remember the chosen head in a session file: a throwaway one, so a test run
+        # neither reads nor changes the one a person uses
         env = dict(os.environ, HCCS_LAB_QUICK="1" if quick else "", HF_HUB_OFFLINE="1",
                    JUPYTERLAB_SETTINGS_DIR=str(settings), JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"),
-                   JUPYTER_RUNTIME_DIR=str(tmp / "runtime"), **(extra_env or {}))
+                   JUPYTER_RUNTIME_DIR=str(tmp / "runtime"), HCCS_LAB_SESSION=str(tmp / "session.json"))
+        env.update(extra_env or {})
         jupyter = Path(sys.executable).with_name("jupyter")
         log = tmp / "server.log"
         cmd = [str(jupyter), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
