@@ -164,11 +164,7 @@ def main(argv=None) -> int:
     print(f"before: {load_average()}; {'quick' if args.quick else 'full'} mode; notebooks {[c.key for c in cases]}",
           flush=True)
     rows, logged, console = [], [], []
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="hccs-bench-session-") as tmp, \
-            lab_server(quick=args.quick, extra_env={"HCCS_LAB_SESSION": str(Path(tmp) / "session.json")}) as server, \
-            chromium_context() as browser:
+    with lab_server(quick=args.quick) as server, chromium_context() as browser:
         for case in cases:
             r, lg, ce = run_case(browser, server, case, args.steps, args.drag_seconds)
             rows += r
