@@ -53,8 +53,9 @@ class InstallReport(list):
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
+        # text marks, not emoji: a workshop laptop without an emoji font shows empty boxes for those
         rows = "".join(
-            f"<tr><td>{'&#9989;' if c.ok else '&#10060;'}</td><td>{html.escape(c.group)}</td>"
+            f"<tr><td>{'ok' if c.ok else '<b>MISSING</b>'}</td><td>{html.escape(c.group)}</td>"
             f"<td><code>{html.escape(c.name)}</code></td><td>{html.escape(c.detail)}</td></tr>"
             for c in self
         )

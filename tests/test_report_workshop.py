@@ -90,7 +90,10 @@ def test_install_check_passes_here_and_names_what_is_missing(monkeypatch, tmp_pa
     assert report.ok, str(report)
     names = {c.name for c in report}
     assert {"torch", "jupyterlab-plotly", "all-MiniLM-L6-v2", IC.DATA_FILE, "g++"} <= names
-    assert "<table" in report._repr_html_()
+    page = report._repr_html_()
+    assert "<table" in page and "<td>ok</td>" in page
+    assert not any(ord(ch) > 0x2000 for ch in page), "status marks must be plain text (no emoji)"
+    assert "&#9989;" not in page and "&#10060;" not in page
 
     monkeypatch.setattr(IC, "_labextension_dirs", lambda: [tmp_path])
     monkeypatch.setattr(IC.shutil, "which", lambda name: None)
@@ -99,3 +102,4 @@ def test_install_check_passes_here_and_names_what_is_missing(monkeypatch, tmp_pa
     missing = {c.name for c in broken.failed}
     assert missing == {"jupyterlab_widgets", "jupyterlab-plotly", "anywidget", "g++"}
     assert "MISSING" in str(broken) and "4 problem(s)" in str(broken)
+    assert broken._repr_html_().count("<b>MISSING</b>") == 4

@@ -59,20 +59,26 @@ def section_logit_spread(ctx: Context) -> Section:
     sec.add(paragraph(f"{int(broad.sum())} of {L * H} heads are <b>broad</b> (mean normalised softmax entropy high: "
               f"attention spread over many keys), {int((~broad).sum())} are <b>focused</b>. The 99th percentile of the "
               f"distance below the row max sets each head's int8 step (99th percentile &rarr; 127 steps)."))
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("p99 distance below the row max (logit units)",
-                                                        "normalised entropy (1 = uniform); x = broad"))
+    # each panel keeps its own colourbar beside it; the gap between the panels holds the first one
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.2,
+                        subplot_titles=("p99 distance below the row max (logit units)",
+                                        "normalised entropy (1 = uniform); x = broad"))
     hover = [[f"L{l}H{h}" for h in range(H)] for l in range(L)]
+    left_end = fig.layout.xaxis.domain[1]
     fig.add_trace(go.Heatmap(z=sm.p99, x=list(range(H)), y=list(range(L)), colorscale="Viridis", text=hover,
-                             colorbar=dict(x=0.45, len=0.9), name="p99"), row=1, col=1)
+                             colorbar=dict(x=left_end + 0.01, xanchor="left", len=0.9, thickness=14,
+                                           title=dict(text="logits", side="right")), name="p99"), row=1, col=1)
     fig.add_trace(go.Heatmap(z=sm.norm_entropy, x=list(range(H)), y=list(range(L)), colorscale="Cividis",
-                             zmin=0, zmax=1, text=hover, name="entropy"), row=1, col=2)
+                             zmin=0, zmax=1, text=hover, name="entropy",
+                             colorbar=dict(x=1.01, xanchor="left", len=0.9, thickness=14)), row=1, col=2)
     bl, bh = np.nonzero(broad)
-    fig.add_trace(go.Scatter(x=bh, y=bl, mode="markers", marker=dict(symbol="x", color="white", size=8),
+    fig.add_trace(go.Scatter(x=bh, y=bl, mode="markers", marker=dict(symbol="x", color="white", size=8,
+                                                                    line=dict(color="black", width=0.5)),
                              name="broad", showlegend=False), row=1, col=2)
     for c in (1, 2):
         fig.update_xaxes(title_text="head", row=1, col=c)
         fig.update_yaxes(title_text="layer", autorange="reversed", row=1, col=c)
-    fig.update_layout(height=380, margin=dict(t=60, b=40))
+    fig.update_layout(height=380, margin=dict(t=60, b=40, r=80))
     sec.add(fig)
     recs = sm.as_records()
     sec.add(html_table(
@@ -102,9 +108,10 @@ def section_calibration(ctx: Context) -> Section:
     L, H = after.shape
     labels = [f"L{l}H{h}" for l in range(L) for h in range(H)]
     fig = go.Figure()
-    fig.add_bar(x=labels, y=before.ravel(), name="before (default set)")
-    fig.add_bar(x=labels, y=after.ravel(), name="after calibration")
-    fig.update_layout(barmode="group", yaxis_type="log", height=340, yaxis_title="mean KL (nats)",
+    fig.add_bar(x=labels, y=before.ravel(), name="before (default set)", marker_color="#56B4E9")
+    fig.add_bar(x=labels, y=after.ravel(), name="after calibration", marker_color="#0072B2")
+    fig.update_layout(barmode="group", yaxis=dict(type="log", exponentformat="power"), height=340,
+                      yaxis_title="mean KL (nats)",
                       title="KL per head, before and after calibration", margin=dict(t=50, b=60))
     sec.add(fig)
     sec.add("<details><summary>every head's parameters</summary>" + html_table(
@@ -139,7 +146,7 @@ def section_rank(ctx: Context) -> Section:
     sec.add(paragraph(f"Mean Kendall &tau;-b {tau.mean():.3f}, top-1 agreement {top1.mean():.3f} (expected value when "
               f"ties are broken at random), over {sum(r['rows'] for r in rows)} rows. HCCS is weakly order preserving: keys further than D "
               f"below the max tie, which is what lowers &tau;."))
-    fig = go.Figure(go.Heatmap(z=tau, x=list(range(H)), y=list(range(L)), colorscale="RdYlGn", zmin=0, zmax=1,
+    fig = go.Figure(go.Heatmap(z=tau, x=list(range(H)), y=list(range(L)), colorscale="Cividis", zmin=0, zmax=1,
                                colorbar=dict(title="tau")))
     fig.update_layout(title="Kendall tau-b per head", xaxis_title="head", yaxis_title="layer", height=330,
                       yaxis_autorange="reversed", margin=dict(t=50, b=40))

@@ -12,6 +12,7 @@ import numpy as np
 from ..calibrate import Calibration
 from ..core import HCCSParams, hccs_int, quantize_logits, softmax
 from ..errors import InputError
+from .palette import SERIES
 
 
 def _go():
@@ -75,9 +76,11 @@ def comparison_figure(cals: Mapping[str, Calibration], title: str = "mean KL per
     """Mean KL per layer, one line per calibration, plus each one's model mean in the legend."""
     go, _ = _go()
     fig = go.Figure()
-    for name, c in cals.items():
+    for i, (name, c) in enumerate(cals.items()):
         per_layer = c.kl_grid("after").mean(1)
+        color, symbol, dash = SERIES[i % len(SERIES)]
         fig.add_trace(go.Scatter(x=list(range(c.n_layers)), y=per_layer, mode="lines+markers",
+                                 line=dict(color=color, dash=dash), marker=dict(symbol=symbol, size=8),
                                  name=f"{name} (mean {c.mean_kl_after:.3f})"))
     first = next(iter(cals.values()))
     fig.add_trace(go.Scatter(x=list(range(first.n_layers)), y=first.kl_grid("before").mean(1), mode="lines",
@@ -137,13 +140,15 @@ def fidelity_figure(heads: Mapping[str, tuple], max_rank: int = 24, title: str =
         logits, mask, params, scale = heads[label]
         d = fidelity_data(logits, mask, params, scale, max_rank)
         fig.add_trace(go.Scatter(x=d["rank"], y=d["softmax"], mode="lines+markers", name="softmax",
-                                 line=dict(color="#1f77b4"), showlegend=i == 1), row=1, col=i)
-        fig.add_trace(go.Scatter(x=d["rank"], y=d["hccs"], mode="lines+markers",
-                                 name="HCCS i16 (calibrated)", line=dict(color="#d62728"), showlegend=i == 1), row=1, col=i)
+                                 line=dict(color=SERIES[0][0]), showlegend=i == 1), row=1, col=i)
+        fig.add_trace(go.Scatter(x=d["rank"], y=d["hccs"], mode="lines+markers", marker=dict(symbol="diamond"),
+                                 name="HCCS i16 (calibrated)", line=dict(color=SERIES[1][0], dash="dash"),
+                                 showlegend=i == 1), row=1, col=i)
         ax = "" if i == 1 else str(i)
         fig.add_annotation(text=f"KL {d['kl']:.3f}<br>B={params.B} S={params.S} D={params.D}", xref=f"x{ax} domain",
                            yref=f"y{ax} domain", x=0.95, y=0.95, showarrow=False, align="right")
         fig.update_xaxes(title_text="key rank (by softmax)", row=1, col=i)
-        fig.update_yaxes(type="log", title_text="mean probability" if i == 1 else None, row=1, col=i)
+        fig.update_yaxes(type="log", exponentformat="power", title_text="mean probability" if i == 1 else None,
+                         row=1, col=i)
     fig.update_layout(title=title, height=380, width=420 * len(labels))
     return fig

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .figures import BASE_LAYOUT, BLUE, SEQUENTIAL, live_figure
+from .figures import BASE_LAYOUT, BLUE, SEQUENTIAL, VERMILLION, live_figure
 
 MATRIX_CLASS = "hccs-attention-matrix"
 STRIP_CLASS = "hccs-token-strip"
@@ -158,7 +158,7 @@ def draw_strip(fig, ta, query: int, title: str) -> None:
         bar.customdata = weights.round(6).tolist()
         bar.marker.color = strip_colours(weights, ta.mask[query], query)
         bar.marker.line.width = [3 if i == query else 0 for i in range(len(ta.tokens))]
-        bar.marker.line.color = "#D55E00"
+        bar.marker.line.color = VERMILLION
         fig.layout.height = 40 + 34 * lay.lines
         fig.layout.xaxis.range = [-0.5, chars + 0.5]
         fig.layout.title.text = title

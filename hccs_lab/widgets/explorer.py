@@ -26,7 +26,7 @@ import numpy as np
 from ..capture import BROAD_THRESHOLD, HeadRows, LogitBank, attention_for_text
 from ..errors import InputError, InputTypeError
 from . import attention_views as AV
-from .figures import BASE_LAYOUT, BLUE, SEQUENTIAL, Later, live_figure, probability_axis, state_span, theme_html
+from .figures import BASE_LAYOUT, BLUE, SEQUENTIAL, VERMILLION, Later, live_figure, probability_axis, state_span, theme_html
 from .slider import FlowIntSlider
 
 METRICS = {
@@ -82,7 +82,7 @@ def token_html(tokens, weights, query: int, valid=None) -> str:
     spans = []
     for i, (tok, wi) in enumerate(zip(tokens, w)):
         alpha = wi / top if ok[i] else 0.0
-        border = "border:2px solid #D55E00;" if i == query else "border:2px solid transparent;"
+        border = f"border:2px solid {VERMILLION};" if i == query else "border:2px solid transparent;"
         strike = "" if ok[i] else "text-decoration:line-through;opacity:.5;"
         spans.append(
             f'<span title="{wi:.4f}" data-weight="{wi:.6g}" style="background:rgba({r},{g},{b},{alpha:.3f});'

@@ -28,10 +28,8 @@ from typing import Callable
 
 import numpy as np
 
-# Okabe & Ito (2008): distinguishable with every common colour-vision deficiency
-BLUE, ORANGE, SKY, GREEN, YELLOW, NAVY, VERMILLION, PURPLE = (
-    "#0072B2", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#003f6b", "#D55E00", "#CC79A7")
-SEQUENTIAL = "Viridis"  # perceptually uniform, colour-blind safe
+from ..viz.palette import BLUE, ORANGE, SEQUENTIAL, VERMILLION  # noqa: F401  (the widgets' colours)
+
 FALLBACK_S = 0.4  # a drawn message later than this: treat the browser as gone and send anyway
 
 

@@ -34,7 +34,7 @@ def test_review_html_renders_offline(browser, tmp_path):
         traces = page.evaluate("() => Array.from(document.querySelectorAll('.plotly-graph-div')).map(d => (d.data || []).length)")
         assert all(t > 0 for t in traces), traces
         sections = page.evaluate("() => Array.from(document.querySelectorAll('section.hccs-section')).map(s => s.id)")
-        assert sections == ["model", "spread", "calibration", "rank", "kernel", "throughput", "qat"]
+        assert sections == ["model", "spread", "calibration", "rank", "kernel", "throughput", "deploy", "qat"]
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.set_viewport_size({"width": 1280, "height": 1400})
         page.locator("#spread").scroll_into_view_if_needed()
