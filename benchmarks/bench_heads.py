@@ -57,18 +57,18 @@ def forward_only(model, tokenizer, texts, max_len=128, batch_size=32):
 
 
 def slider_moves(pg: ClipSlopePlayground, moves: int, which: str) -> np.ndarray:
-    """Milliseconds per move of one slider through valid settings (S, D) or bases (B)."""
-    B, S, D = pg.params
+    """Milliseconds per move of one slider, each move a new value inside the slider's current range
+    (which spans the valid values: every move is a valid point)."""
+    slider = {"S": pg.s_slider, "D": pg.d_slider, "B": pg.b_slider}[which]
     ms = []
     for i in range(moves):
+        lo, hi = slider.min, slider.max
+        span = max(1, min(10, hi - lo))
+        target = hi - (i % (span + 1))
+        if target == slider.value:
+            target = hi if slider.value != hi else max(lo, hi - 1)
         t0 = time.perf_counter()
-        if which == "S":
-            pg.s_slider.value = max(0, min(127, (B // max(D, 1)) - (i % 5)))
-        elif which == "D":
-            pg.d_slider.value = max(0, min(127, (B // max(pg.params[1], 1)) - (i % 7)))
-        else:
-            _, S_now, D_now = pg.params
-            pg.b_slider.value = max(S_now * D_now, 1, min(32767 // pg.n, B - (i % 10) * 3))
+        slider.value = target
         ms.append((time.perf_counter() - t0) * 1e3)
         assert pg.state.valid, pg.state.violations
     return np.array(ms)

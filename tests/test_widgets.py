@@ -14,6 +14,7 @@ from hccs_lab.capture import attention_for_text, capture_logits
 from hccs_lab.data import load_split
 from hccs_lab.models import load
 from hccs_lab.core import HCCSParams, choose_scale, hccs_int, quantize_logits, softmax, target_violations
+from hccs_lab.widgets.figures import from_typed_array
 from hccs_lab.widgets.playground_view import CROSS, RING
 from hccs_lab.widgets import ClipSlopePlayground, HeadExplorer
 from hccs_lab.core import VARIANTS
@@ -112,8 +113,8 @@ def test_playground_update_shows_what_the_direct_computation_gives(playground, b
     m = pg.kl_map()
     p, _, q = direct(rows.logits, rows.mask, HCCSParams(600, 7, 40), pg.scale, "i16-div")
     assert m[7, 40] == pytest.approx(metrics.kl(p, q, rows.mask).mean(), rel=1e-9)
-    shown = np.array([[np.nan if v is None else v for v in row] for row in pg.map_fig.data[0].z])
-    np.testing.assert_allclose(shown, np.log10(m.T), equal_nan=True, atol=1e-6)
+    shown = from_typed_array(pg.map_fig.data[0].z)
+    np.testing.assert_allclose(shown, np.log10(m.T), equal_nan=True)
     marker = pg.map_fig.layout.images[0]
     assert (marker.x, marker.y) == (7, 40)
 
@@ -302,3 +303,100 @@ def test_helpers_and_errors(bank):
         HeadExplorer(bank, metric="bogus")
     with pytest.raises(ValueError, match="valid key"):
         BinnedRows(np.zeros((2, 3)), np.zeros((2, 3), bool), 0.1)
+
+
+def test_playground_picks_heads_snaps_saves_and_generates(bank, tmp_path):
+    from hccs_lab.calibrate import Calibration, calibrate_rows
+
+    picked = []
+    pg = ClipSlopePlayground(bank, layer=2, head=5, on_select=lambda *a: picked.append(a),
+                             calibration_path=tmp_path / "mine.json", kernel_dir=tmp_path / "kernels")
+    assert (pg.layer_dropdown.value, pg.head_dropdown.value) == (2, 5) and picked == []
+    pg.head_dropdown.value = 7  # what the head picker does
+    assert (pg.layer, pg.head) == (2, 7) and picked == [("minilm-l6", 2, 7)]
+    rows = bank[2, 7]
+    assert pg.scale == pytest.approx(choose_scale(rows.logits, mask=rows.mask))
+    # snap to calibrated: the grid search of this head's rows under the chosen target
+    want, scale, _ = calibrate_rows(rows.logits, rows.mask, pg.n, target="aie4ml")
+    pg.run_action(pg.snap_to_calibrated)
+    assert pg.params == (want.B, want.S, want.D) and pg.scale == pytest.approx(scale)
+    assert "calibrated" in pg.status.value and pg.state.deployable
+    # save: no file yet, so every head is calibrated first; then this head's entry is what is shown
+    pg.set_params(S=pg.params[1] - 1)
+    pg.run_action(pg.save_params)
+    cal = Calibration.from_json(tmp_path / "mine.json")
+    assert cal.params(2, 7) == HCCSParams(*pg.params) and cal.scale(2, 7) == pytest.approx(pg.scale)
+    assert "wrote" in pg.status.value
+    pg.select_head(0, 1)
+    pg.run_action(pg.save_params)  # a second head: the file is updated, the first one kept
+    cal2 = Calibration.from_json(tmp_path / "mine.json")
+    assert cal2.params(0, 1) == HCCSParams(*pg.params) and cal2.params(2, 7) == cal.params(2, 7)
+    assert "updated" in pg.status.value
+    # generate kernel: n = 48 is no multiple of 32, so the kernel is refused with the reason, not a traceback
+    pg.run_action(pg.generate_kernel)
+    assert "not done" in pg.status.value and "multiple of 32" in pg.status.value
+
+
+def test_generate_kernel_writes_the_aie_kernel_of_the_shown_parameters(tmp_path):
+    from hccs_lab.capture import HeadRows
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 2, (40, 64)).astype(np.float32)
+    pg = ClipSlopePlayground(HeadRows(logits, np.ones_like(logits, bool)), params=(500, 4, 60), variant="u8-clb")
+    pg.run_action(lambda: pg.generate_kernel(tmp_path))
+    manifest = json.loads((tmp_path / "u8-clb" / "kernel.json").read_text())
+    assert manifest["params"] == {"B": 500, "S": 4, "D": 60} and manifest["variant"] == "u8-clb"
+    assert manifest["seq_len"] == 64 and "kernel" in pg.status.value
+
+
+def test_latest_only_sends_at_once_without_a_browser_and_one_at_a_time_with_one():
+    import plotly.graph_objects as go
+
+    from hccs_lab.widgets.figures import LatestOnly, live_figure
+
+    fig = live_figure(data=[go.Scatter(y=[0, 1])])
+    value = {"y": 0}
+
+    def render(f):
+        with f.batch_update():
+            f.data[0].y = [value["y"], 1]
+
+    lo = LatestOnly(fig, render)
+    for v in (1, 2, 3):  # no front end: every request goes out
+        value["y"] = v
+        lo.request()
+    assert lo.sent == 3 and list(fig.data[0].y) == [3, 1]
+
+    def drawn():  # what plotly.js answers after it drew the newest update
+        fig._js2py_layoutDelta = {"layout_delta": {}, "layout_edit_id": fig._last_layout_edit_id}
+
+    drawn()
+    assert fig.has_front_end
+    value["y"] = 4
+    lo.request()
+    assert lo.sent == 4 and lo.in_flight
+    for v in (5, 6):  # while the browser draws 4: only marked stale
+        value["y"] = v
+        lo.request()
+    assert lo.sent == 4 and lo.dirty
+    drawn()  # drawn: the newest state (6) goes out, 5 is never sent
+    assert lo.sent == 5 and list(fig.data[0].y) == [6, 1]
+
+
+def test_flow_slider_tells_the_browser_when_its_value_was_handled():
+    from hccs_lab.widgets.slider import FlowIntSlider
+
+    s = FlowIntSlider(value=3, min=0, max=10, description="slope S")
+    log = []
+    s.observe(lambda c: log.append(("observer", c["new"])), names="value")
+    s.send = lambda content, buffers=None: log.append(("sent", content))
+    s.set_state({"value": 7})  # a value from the browser
+    assert log == [("observer", 7), ("sent", {"done": True})]  # the answer comes after every observer ran
+    s.value = 20  # from code: clamped to the range, no answer needed
+    assert s.value == 10 and log[-1] == ("observer", 10)
+
+
+def test_the_widgets_carry_the_theme_css():
+    from hccs_lab.widgets.figures import THEME_CSS, theme_html
+
+    assert 'data-jp-theme-light="false"' in THEME_CSS and THEME_CSS in theme_html().value

@@ -18,7 +18,7 @@ import numpy as np
 from ..core import VARIANTS, TARGETS
 from ..core.params import AIE4ML_MIN_FLOOR_SUM, full_scale
 from .figures import (BASE_LAYOUT, BLUE, ORANGE, SEQUENTIAL, LatestOnly, Later, live_figure, log10_colorbar,
-                      none_for_nan, probability_axis, state_span, theme_html)
+                      probability_axis, state_span, theme_html, typed_array)
 from .ranges import rule_quantities, set_slider, slider_bounds
 from .slider import FlowFloatSlider, FlowIntSlider
 
@@ -161,8 +161,9 @@ class PlaygroundView:
                 self._prob_key = key
             if new_frame:  # fixed ranges: plotly.js then never recomputes the axes for a new curve
                 fig.layout.yaxis.range = [0.0, 1.1 * top]
-            fig.data[1].y = st.hccs_sorted.tolist()
-            fig.data[1].customdata = st.int_sorted.tolist()
+            # numpy arrays: plotly validates them at once and sends them as binary (lists go element by element)
+            fig.data[1].y = np.asarray(st.hccs_sorted, np.float64)
+            fig.data[1].customdata = np.asarray(st.int_sorted, np.int32)
             fig.data[1].meta = json.dumps(shown)
 
     def _render_map(self, fig) -> None:
@@ -195,7 +196,7 @@ class PlaygroundView:
         finite = np.isfinite(z)
         lo = float(np.nanmin(z)) if finite.any() else -2.0
         hm = fig.data[0]
-        hm.z = none_for_nan(z)
+        hm.z = typed_array(z)
         hm.zmin, hm.zmax = lo, lo + 2.0  # the two decades above the best point: where the choice is made
         hm.colorbar = log10_colorbar("mean KL", lo, lo + 2.0)
         if finite.any():
