@@ -15,6 +15,10 @@ plotly redrew the curve for it ("redraw"); p50 / p95 / max over the steps, and f
 readouts / redraws per second while the pointer moved. It also counts the messages of JupyterLab's
 Log Console at level error (an exception in a widget callback lands there, not in a cell).
 
+Before the notebooks it measures the floor: a notebook written to a temporary folder whose slider only
+puts its value into an HTML readout and a three-point plotly curve. Whatever a kernel round trip
+costs on this machine at this load, it costs the notebooks too; the floor row ("floor") says how much.
+
 `--json FILE` writes {"measurements": [{"notebook", "control", "input": "key"|"drag",
 "to": "readout"|"redraw", "p50_ms", "p95_ms", "max_ms", "fps"}, ...], "log_console_errors": N}.
 Goals (issue 16): 02's slope S and clip D p95 <= 100 ms key -> readout and key -> redraw (stretch
@@ -65,6 +69,39 @@ GOALS = {  # (notebook, control, input, to) -> p95 bound in ms
     **{("02", c, "key", to): 150.0 for c in ("base B", "scale") for to in ("readout", "redraw")},
 }
 GOAL_FPS = 20.0
+
+
+FLOOR_CODE = """
+import json
+import ipywidgets as W
+import plotly.graph_objects as go
+from hccs_lab.widgets.figures import live_figure, state_span
+from hccs_lab.widgets.slider import FlowIntSlider
+
+s = FlowIntSlider(value=50, min=0, max=100, description="floor value")
+out = W.HTML(state_span({"floor value": 50}))
+out.add_class("hccs-floor-readout")
+fig = live_figure(data=[go.Scatter(name="HCCS", y=[0, 50, 100], meta=json.dumps({"floor value": 50}))])
+fig.add_class("hccs-floor-plot")
+
+def on(change):
+    out.value = state_span({"floor value": change["new"]})
+    with fig.batch_redraw_traces():
+        fig.data[0].y = [0, change["new"], 100]
+        fig.data[0].meta = json.dumps({"floor value": change["new"]})
+
+s.observe(on, names="value")
+W.VBox([s, out, fig])
+"""
+FLOOR = Case("floor", "floor.ipynb", _target("hccs-floor-plot", "hccs-floor-readout", "HCCS"))
+
+
+def write_floor_notebook(folder: Path) -> None:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(FLOOR_CODE)]
+    nbformat.write(nb, str(folder / FLOOR.notebook))
 
 
 def sliders_of(page, root: str) -> list[str]:
@@ -158,18 +195,27 @@ def main(argv=None) -> int:
     ap.add_argument("--notebooks", default=",".join(c.key for c in CASES), help="comma-separated: 00,01,02,07")
     ap.add_argument("--steps", type=int, default=KEY_STEPS, help="key steps per slider")
     ap.add_argument("--drag-seconds", type=float, default=DRAG_S)
+    ap.add_argument("--no-floor", action="store_true", help="skip the trivial-widget floor")
     args = ap.parse_args(argv)
     wanted = set(args.notebooks.split(","))
     cases = [c for c in CASES if c.key in wanted and (NOTEBOOKS / c.notebook).is_file()]
     print(f"before: {load_average()}; {'quick' if args.quick else 'full'} mode; notebooks {[c.key for c in cases]}",
           flush=True)
     rows, logged, console = [], [], []
-    with lab_server(quick=args.quick) as server, chromium_context() as browser:
-        for case in cases:
-            r, lg, ce = run_case(browser, server, case, args.steps, args.drag_seconds)
-            rows += r
-            logged += [dict(e, notebook=case.key) for e in lg]
-            console += ce
+    import tempfile
+
+    with chromium_context() as browser:
+        if not args.no_floor:
+            with tempfile.TemporaryDirectory(prefix="hccs-bench-floor-") as tmp, lab_server(Path(tmp)) as server:
+                write_floor_notebook(Path(tmp))
+                r, _, _ = run_case(browser, server, FLOOR, args.steps, args.drag_seconds)
+                rows += r
+        with lab_server(quick=args.quick) as server:
+            for case in cases:
+                r, lg, ce = run_case(browser, server, case, args.steps, args.drag_seconds)
+                rows += r
+                logged += [dict(e, notebook=case.key) for e in lg]
+                console += ce
     errors = [e for e in logged if e["level"] in ("error", "critical")]
     print(f"after: {load_average()}")
     print(f"Log Console: {len(logged)} message(s) at warning or above, {len(errors)} error(s)")

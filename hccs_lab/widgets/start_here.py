@@ -134,7 +134,9 @@ class StartHere:
             ],
             layout=go.Layout(
                 **BASE_LAYOUT, title="one attention row: softmax vs HCCS (i16+div)",
-                xaxis_title="key token", yaxis=probability_axis(), height=380,
+                xaxis_title="key token", height=380,
+                # a fixed range: a new curve is then drawn without re-laying out the axes
+                yaxis=probability_axis(range=[0.0, 1.1 * float(max(ev.softmax.max(), 0 if ev.hccs is None else ev.hccs.max()))]),
                 margin=dict(l=60, r=20, t=50, b=90), legend=dict(orientation="h", y=1.02, x=0.6),
             ),
         )
@@ -165,8 +167,14 @@ class StartHere:
         return ev
 
     def _render(self, fig) -> None:
-        fig.data[1].y = self._drawn.hccs.tolist()
-        fig.data[1].meta = json.dumps(self.state_record(self._drawn.params))
+        """The new HCCS curve alone (plotly.js' cheapest redraw); the whole figure when it outgrows the axis."""
+        top = float(self._drawn.hccs.max())
+        grow = top > fig.layout.yaxis.range[1]
+        with fig.batch_update() if grow else fig.batch_redraw_traces():
+            if grow:
+                fig.layout.yaxis.range = [0.0, 1.1 * max(top, float(self.p_softmax.max()))]
+            fig.data[1].y = np.asarray(self._drawn.hccs, np.float64)
+            fig.data[1].meta = json.dumps(self.state_record(self._drawn.params))
 
     def _sync_sliders(self, p: HCCSParams) -> None:
         """Sliders at `p`, each spanning the values that keep the point valid (moving the sliders must
