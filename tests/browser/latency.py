@@ -238,13 +238,14 @@ async ([root, label, seconds, everyMs]) => {
 """
 
 
-def drag(page, root: str, label: str, seconds: float = 2.0, every_ms: float | None = None) -> tuple[float, float]:
+def drag(page, root: str, label: str, seconds: float = 2.0, every_ms: float | None = None,
+         settle_ms: int = 1500) -> tuple[float, float]:
     """Drag the slider's handle by one value per animation frame (back and forth over up to 30 values)
     for `seconds`, with pointer events dispatched in the page: like a person's drag, one move per
     frame however busy the page is (a remote-controlled mouse would wait for each move to be handled).
     Returns the page-time window (t0, t1) in ms during which the pointer moved."""
     t0, t1 = page.evaluate(DRAG_JS, [root, label, seconds, every_ms])
-    page.wait_for_timeout(1500)  # let the last value be shown
+    page.wait_for_timeout(settle_ms)  # let the last value be shown
     return t0, t1
 
 
