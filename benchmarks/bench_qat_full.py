@@ -53,19 +53,22 @@ def main() -> None:
     p.add_argument("--variant", default="u8-clb")
     p.add_argument("--target", default="aie4ml")
     p.add_argument("--out", default=None, help="default: benchmarks/results/qat_<model>.json")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=None, help="default: 2, or 1 when the machine is oversubscribed")
+    p.add_argument("--progress", action="store_true", help="tqdm bars on stderr")
     args = p.parse_args()
     import torch
 
     from hccs_lab.retrain.experiment import ExperimentSettings, minilm_classifier_dir, run_experiment
     from hccs_lab.retrain.results import format_tables, summary_line, write_results
 
-    torch.set_num_threads(args.threads)
+    from hccs_lab.config import torch_threads
+
+    torch.set_num_threads(torch_threads(args.threads))
     s = ExperimentSettings.for_model(args.model, variant=args.variant, target=args.target, threads=args.threads).validate()
     cached = args.model != "minilm-l6" or (minilm_classifier_dir() / "model.safetensors").is_file()
     t = time.perf_counter()
     with LoadSampler() as load:
-        r = run_experiment(s, progress=False)
+        r = run_experiment(s, progress=args.progress)
     r["benchmark"] = {"script": "benchmarks/bench_qat_full.py", "wall_s": round(time.perf_counter() - t, 1),
                       "float32_from_cache_at_start": cached, "load_average_1min": load.summary()}
     out = Path(args.out) if args.out else RESULTS / f"qat_{args.model}.json"

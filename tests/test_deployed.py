@@ -56,7 +56,7 @@ def random_case(seed: int, n: int, rows: int, heads: int = 4):
 
 
 def as_tables(params, scales):
-    t = lambda f: torch.tensor([float(f(p)) for p in params]).view(-1, 1, 1)  # noqa: E731
+    t = lambda f: torch.tensor([float(f(p)) for p in params]).view(-1, 1, 1)
     return (t(lambda p: p.B), t(lambda p: p.S), t(lambda p: p.D)), torch.tensor(scales, dtype=torch.float32).view(-1, 1, 1)
 
 
@@ -71,10 +71,10 @@ def test_equals_hccs_int_on_100k_random_rows(variant, padding):
         want = expected(logits, params, scales, variant, mask, padding)
         assert got.dtype == np.float32
         np.testing.assert_array_equal(got, want)
-        # torch in: the same numbers
-        got_t = hccs_deployed(torch.from_numpy(logits), prm, sc.double(), variant, mask=torch.from_numpy(mask),
-                              padding=padding)
-        np.testing.assert_array_equal(got_t.numpy(), want)
+        if n == 64:  # torch in: the same numbers
+            got_t = hccs_deployed(torch.from_numpy(logits), prm, sc.double(), variant, mask=torch.from_numpy(mask),
+                                  padding=padding)
+            np.testing.assert_array_equal(got_t.numpy(), want)
         rows += logits.shape[0] * logits.shape[1] * logits.shape[2]
     assert rows >= 100_000
 
@@ -93,7 +93,7 @@ def captured():
     cal = calibrate(capture_logits(loaded, calibration_texts(16), max_len=64, progress=False), 64, progress=False,
                     target="aie4ml")
     tables = HCCSTables.from_calibration(cal, loaded.n_layers, loaded.n_heads)
-    texts = load_split("test").texts[:96]
+    texts = load_split("test").texts[:24]  # padded to 64 keys: 24 x 12 heads x 64 queries x 6 layers = 110,592 rows
     enc = loaded.tokenizer(texts, padding="max_length", truncation=True, max_length=64, return_tensors="pt")
     seen = {}
     with torch.no_grad(), observe(loaded.model, lambda l, x, k: seen.__setitem__(l, (x.clone(), k.clone()))):

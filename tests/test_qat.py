@@ -198,7 +198,7 @@ def test_model_attention_is_the_deployed_kernel_output(model, tok):
 
     for padding in ("exclude", "as_min"):
         use_hccs(model, tables(), variant="u8-clb", padding=padding)
-        enc, seen, out = run_observed(model, tok)
+        _, seen, out = run_observed(model, tok)
         for layer in range(2):
             logits, keymask = seen[layer]
             t = tables()

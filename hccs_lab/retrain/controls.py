@@ -72,7 +72,7 @@ def default_for_target(seq_len: int, target: str) -> HCCSParams:
 def constant_tables(n_layers: int, n_heads: int, params: HCCSParams, scales) -> HCCSTables:
     """Tables with one parameter set everywhere and the given scales ([L, H] array-like, or one float)."""
     sc = np.broadcast_to(np.asarray(scales, dtype=np.float32), (n_layers, n_heads))
-    col = lambda v: [torch.full((n_heads, 1, 1), float(v)) for _ in range(n_layers)]  # noqa: E731
+    col = lambda v: [torch.full((n_heads, 1, 1), float(v)) for _ in range(n_layers)]
     return HCCSTables(B=col(params.B), S=col(params.S), D=col(params.D),
                       scale=[torch.tensor(sc[l], dtype=torch.float32).view(n_heads, 1, 1) for l in range(n_layers)],
                       granularity="default")

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..calibrate.calibration import GRANULARITIES
-from ..core.params import DEFAULT_TARGET, TARGETS, VARIANTS
+from ..core.params import DEFAULT_TARGET, TARGETS
 from ..errors import InputError
 from .calibration_methods import CALIBRATION_METHODS
 from .evaluate import correct

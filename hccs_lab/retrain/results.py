@@ -244,7 +244,7 @@ def findings(r: dict, goal_pp: float = 0.5) -> list[str]:
 
 def format_tables(r: dict) -> str:
     """The accuracy, granularity and calibration-method tables as plain text (what the CLI prints)."""
-    pct = lambda v: "" if v is None else f"{100 * v:5.1f}"  # noqa: E731
+    pct = lambda v: "" if v is None else f"{100 * v:5.1f}"
     lines = [f"accuracy on {r['data']['test_sentences']} test sentences; difference to float32 in points "
              f"[95% interval: {r.get('interval_method', METHOD)}]"
              + ("  QUICK: a smoke test, not an accuracy measurement" if r.get("quick") else "")]
@@ -265,9 +265,9 @@ def format_tables(r: dict) -> str:
 
 def summary_line(r: dict) -> str:
     """One line for the terminal: float32, the headline variant direct and after QAT (with intervals), controls."""
-    fmt = lambda e: f"{100 * e['accuracy']:.1f}% ({format_difference(e.get('vs_float32'))} pp)"  # noqa: E731
-    parts = [f"{r['model']}{' (QUICK: subset, not an accuracy measurement)' if r['quick'] else ''}, "
-             f"{r.get('variant')} on {r.get('target')}:",
+    fmt = lambda e: f"{100 * e['accuracy']:.1f}% ({format_difference(e.get('vs_float32'))} pp)"
+    parts = [(f"{r['model']}{' (QUICK: subset, not an accuracy measurement)' if r['quick'] else ''}, "
+              f"{r.get('variant')} on {r.get('target')}:"),
              f"float32 {100 * r['float32']['accuracy']:.1f}%", f"direct {fmt(r['hccs_direct'])}",
              f"after QAT {fmt(r['hccs_qat'])};"]
     parts += [f"{k} {fmt(e)}" for k, e in r.get("controls", {}).items()]

@@ -88,7 +88,7 @@ def table_figure(results: dict):
     """Ours next to the paper's BERT-tiny / BERT-small SST-2 rows (no intervals: the paper gives none)."""
     rows = results_table(results)
     cols = ["source", "float32", "hccs_direct", "hccs_qat", "delta_qat", "global", "layer", "head"]
-    fmt = lambda v: v if isinstance(v, str) else ("" if v is None else f"{100 * v:+.1f}" if v < 0 else f"{100 * v:.1f}")  # noqa: E731
+    fmt = lambda v: v if isinstance(v, str) else ("" if v is None else f"{100 * v:+.1f}" if v < 0 else f"{100 * v:.1f}")
     return _table(["", "float32 %", "HCCS direct %", "HCCS after QAT %", "Δ QAT (pp)", "global %", "per-layer %",
                    "per-head %"], [[fmt(r.get(c)) for r in rows] for c in cols],
                   "Ours (Rotten Tomatoes snippets, standing in for SST-2) vs the paper", 260)
