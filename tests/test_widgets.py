@@ -383,6 +383,23 @@ def test_latest_only_sends_at_once_without_a_browser_and_one_at_a_time_with_one(
     assert lo.sent == 5 and list(fig.data[0].y) == [6, 1]
 
 
+def test_deferred_work_runs_at_once_outside_a_kernel_even_under_a_running_loop():
+    # Playwright's sync API leaves its loop marked running while the test goes on; work deferred
+    # onto that loop would never run, so outside a kernel it must run at once.
+    import asyncio
+
+    from hccs_lab.widgets.figures import Later, running_loop
+
+    ran = []
+
+    async def inside_a_loop():
+        assert asyncio.get_event_loop().is_running() and running_loop() is None
+        Later(lambda: ran.append(1), delay=5.0).request()
+
+    asyncio.run(inside_a_loop())
+    assert ran == [1]
+
+
 def test_flow_slider_tells_the_browser_when_its_value_was_handled():
     from hccs_lab.widgets.slider import FlowIntSlider
 

@@ -151,7 +151,17 @@ class LatestOnly:
 
 
 def running_loop():
-    """The kernel's running event loop, or None (plain scripts and tests have none)."""
+    """The Jupyter kernel's running event loop, or None (plain scripts and tests have none).
+
+    Only inside a kernel: other code can leave a loop marked running while this thread goes on
+    (Playwright's sync API does), and a callback scheduled there would never run.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    if getattr(get_ipython(), "kernel", None) is None:
+        return None
     try:
         loop = asyncio.get_event_loop()
     except RuntimeError:
