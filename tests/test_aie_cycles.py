@@ -8,7 +8,7 @@ import pytest
 from hccs_lab import HCCSParams
 from hccs_lab.aie.aie4ml import aie4ml_kernel
 from hccs_lab.aie.cycles import AIE_ML, AIE_MLV2, Instr, estimate, list_schedule, resource_bound, slot_view
-from hccs_lab.aie.ir import Buffer, Carry, Kernel, Loop, VType, scalar
+from hccs_lab.aie.ir import Buffer, Kernel, VType, scalar
 from hccs_lab.aie.kernels import HCCS_SCHEDULES, HCCS_VARIANTS, OpBuilder, hccs_kernel, reference_kernel
 from hccs_lab.aie.lowering import lower_rows
 from hccs_lab.aie.published import (PAPER_GELEM, bf16_baseline, fastest, summary, throughput_table,
@@ -59,7 +59,7 @@ def test_vector_alu_is_mv_with_bypass_and_mac_chains_two_apart():
     ins = lower(b.ops)
     sub, mn, p, q = ins[1], ins[2], ins[3], ins[4]
     assert (sub.slot, sub.issues, sub.lat) == ("mv", 1, 2) and mn.slot == "mv"
-    assert (p.slot, p.issues, p.lat) == ("vec", 2, 5)
+    assert (p.slot, p.issues, p.lat) == ("vec", 2, 5) and (q.slot, q.issues) == ("vec", 2)
     _, placed = list_schedule(ins, M)
     assert placed[2][0] - placed[1][0] == 1                      # the bypass
     assert placed[4][0] - placed[3][1] == M.lat_acc_chain == 2   # acc -> acc chain

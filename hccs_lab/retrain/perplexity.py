@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from ..core import VARIANTS, HCCSParams, full_scale, hccs_int, quantize_logits, split_variant
+from ..core import HCCSParams, full_scale, hccs_int, quantize_logits, split_variant
 from ..errors import InputError
 from ..models.attention import set_probs, state_of
 from .fake_quant import fake_quantize_logits
