@@ -139,12 +139,12 @@ def main(argv=None) -> int:
     tables = {g: HCCSTables.from_calibration(c, L, H) for g, c in cals.items()}
     for g in ("head", "layer", "global"):
         for v in ("u8-clb", "i16-div"):
-            row(f"HCCS {g} {v}", ppl.deployed_probs(tables[g], v, "exclude"))
-    row("HCCS head i16-div, no mask (-128)", ppl.deployed_probs(tables["head"], "i16-div", "as_min"))
+            row(f"HCCS {g} {v}", ppl.DeployedProbs(tables[g], v, "exclude"))
+    row("HCCS head i16-div, no mask (-128)", ppl.DeployedProbs(tables["head"], "i16-div", "as_min"))
     row("HCCS head real-valued reading", ppl.HCCSProbs(tables["head"], quantize=True))
     row("control: uniform causal", ppl.uniform_probs())
     row("control: softmax of int8 logits", ppl.int8_softmax_probs(tables["head"]))
-    row("control: default params u8-clb", ppl.deployed_probs(ppl.default_tables(tables["head"], args.seq_len), "u8-clb"))
+    row("control: default params u8-clb", ppl.DeployedProbs(ppl.default_tables(tables["head"], args.seq_len, "hccs-lab"), "u8-clb"))
     res["perplexity"] = rows
     res["reference_perplexity"] = ref.perplexity
 
@@ -160,7 +160,7 @@ def main(argv=None) -> int:
               f"{np.mean(ft.losses[:10]):.3f} -> last 10 {np.mean(ft.losses[-10:]):.3f}")
         res["finetune"] = ft.as_dict()
         for v in ("u8-clb", "i16-div"):
-            row(f"after fine-tune: HCCS head {v}", ppl.deployed_probs(tables["head"], v, "exclude"))
+            row(f"after fine-tune: HCCS head {v}", ppl.DeployedProbs(tables["head"], v, "exclude"))
         row("after fine-tune: softmax", None)
     res["loadavg_end"] = os.getloadavg()
     print(f"(load average at the end {os.getloadavg()[0]:.1f})")

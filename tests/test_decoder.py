@@ -11,16 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("gguf")
-pytest.importorskip("gensim")
-
-from hccs_lab import softmax  # noqa: E402
-from hccs_lab.models import attention, decoders  # noqa: E402
-
-try:
-    decoders.gguf_path()
-except FileNotFoundError as e:  # pragma: no cover - the wheel is part of make setup
-    pytest.skip(str(e), allow_module_level=True)
+from hccs_lab import softmax
+from hccs_lab.models import attention, decoders
+from hccs_lab.retrain.controls import constant_tables
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog near the river bank today.",
@@ -183,9 +176,9 @@ def test_controls_and_hccs_plug_into_the_seam(loaded, windows):
     uni = ppl.perplexity(loaded, windows[:1], ppl.uniform_probs(), progress=False).perplexity
     from hccs_lab.calibrate import default_params
 
-    tables = ppl.constant_tables(30, 9, default_params(windows.shape[1]), 0.05)
+    tables = constant_tables(30, 9, default_params(windows.shape[1]), 0.05)
     for variant in ("i16-div", "u8-clb"):
-        got = ppl.perplexity(loaded, windows[:1], ppl.deployed_probs(tables, variant), progress=False).perplexity
+        got = ppl.perplexity(loaded, windows[:1], ppl.DeployedProbs(tables, variant), progress=False).perplexity
         assert math.isfinite(got) and got > f32
     assert uni > f32
 

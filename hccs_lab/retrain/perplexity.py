@@ -2,7 +2,7 @@
 
     from hccs_lab.retrain import perplexity as ppl
     f32 = ppl.perplexity(loaded, windows)                                   # the model as it is
-    hc = ppl.perplexity(loaded, windows, ppl.deployed_probs(tables, "u8-clb"))
+    hc = ppl.perplexity(loaded, windows, ppl.DeployedProbs(tables, "u8-clb"))
 
 `perplexity` runs the windows through the model with `probs_fn` in the attention seam (None: the
 model's own softmax, bit-for-bit eager) and returns exp(mean next-token NLL) over every predicted
@@ -11,7 +11,7 @@ own `labels=` loss, as a check.
 
 Probability functions for the seam (`fn(layer, logits, keymask) -> probs`):
 
-* `deployed_probs(tables, variant, padding)`: the exact integer output of the deployed kernel in
+* `DeployedProbs(tables, variant, padding)` (`retrain.substitute`): the exact integer output of the deployed kernel in
   every head (DESIGN.md's `hccs_deployed`: int8 logits on the head's scale, `hccs_int`, divided by
   the full scale), with each head's calibrated (B, S, D) and scale. `padding="exclude"` is our
   kernels with a per-row valid length (a causal row i sees keys 0..i); `"as_min"` a kernel without
@@ -21,7 +21,7 @@ Probability functions for the seam (`fn(layer, logits, keymask) -> probs`):
 * `uniform_probs()`: uniform causal attention over the valid keys (HCCS with S = 0);
 * `int8_softmax_probs(tables)`: exact softmax of the same int8-grid logits HCCS sees (quantization
   alone, no clipped-linear shape);
-* `default_tables(tables, seq_len)`: the uncalibrated default parameter set at each head's scale.
+* `default_tables(tables, seq_len, target)` (`retrain.controls`): the uncalibrated default parameter set at each head's scale.
 
 `run(settings)` is the `hccs-lab perplexity` pipeline: held-out windows, calibration windows
 captured once, head / layer / global calibrations from that one capture, every requested variant,
@@ -36,20 +36,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from ..core import HCCSParams, full_scale, hccs_int, quantize_logits, split_variant
+from ..calibrate.calibration import GRANULARITIES
+from ..core import split_variant
 from ..errors import InputError
 from ..models.attention import set_probs, state_of
-from .fake_quant import fake_quantize_logits
-from .substitute import HCCSProbs, HCCSTables
-
-PADDINGS = ("exclude", "as_min")
-
-
-def get_probs(model):
-    """The softmax replacement set on `model` now (None: eager softmax)."""
-    return state_of(model).probs_fn
-GRANULARITIES = ("head", "layer", "global")
-
+from .controls import default_tables, int8_softmax_probs, uniform_probs  # the classifier's controls
+from .substitute import DeployedProbs, HCCSProbs, HCCSTables, padding_for
 
 @dataclass(frozen=True)
 class Perplexity:
@@ -83,7 +75,7 @@ def perplexity(loaded, windows, probs_fn=None, batch_size: int = 8, progress: bo
 
     model = _causal_lm(loaded)
     w = _check_windows(windows)
-    prev = get_probs(model)
+    prev = state_of(model).probs_fn
     set_probs(model, probs_fn)
     total, count = 0.0, 0
     was_training = model.training
@@ -109,7 +101,7 @@ def reference_perplexity(loaded, windows, batch_size: int = 8) -> Perplexity:
     """The same figure from transformers' own loss (`labels=input_ids`), softmax attention."""
     model = _causal_lm(loaded)
     w = _check_windows(windows)
-    prev = get_probs(model)
+    prev = state_of(model).probs_fn
     set_probs(model, None)
     total, count = 0.0, 0
     was_training = model.training
@@ -127,118 +119,6 @@ def reference_perplexity(loaded, windows, batch_size: int = 8) -> Perplexity:
         model.train(was_training)
     mean = total / count
     return Perplexity(math.exp(mean), mean, count)
-
-
-# ---------------------------------------------------------------------------------------------
-# probability functions for the seam
-
-
-def _deployed_reference(logits: np.ndarray, params: HCCSParams, scale: float, variant: str, mask, padding: str) -> np.ndarray:
-    """hccs_deployed's forward from its definition in DESIGN.md, one head (used while the package lacks it)."""
-    out, recip = split_variant(variant)
-    q = quantize_logits(logits, scale, mask=mask)
-    p = hccs_int(q, params, out=out, recip=recip, mask=mask if padding == "exclude" else None)
-    return p.astype(np.float32) / np.float32(full_scale(out))
-
-
-def deployed_function():
-    """`hccs_lab.hccs_deployed` when the package has it, else None.
-
-    SWITCH (deployed-variant issue): as soon as `hccs_deployed` exists it is used, in torch and for
-    every head of a layer at once; until then `DeployedProbs` evaluates the same definition per head
-    through `quantize_logits` + `hccs_int` (forward only, exact).
-    """
-    import hccs_lab
-
-    fn = getattr(hccs_lab, "hccs_deployed", None)
-    if fn is None:
-        from ..core import reference
-
-        fn = getattr(reference, "hccs_deployed", None)
-    return fn
-
-
-class DeployedProbs:
-    """The exact integer output of the deployed kernel in every head, per-head (B, S, D) and scale."""
-
-    def __init__(self, tables: HCCSTables, variant: str = "u8-clb", padding: str = "exclude"):
-        split_variant(variant)
-        if padding not in PADDINGS:
-            raise InputError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
-        self.tables, self.variant, self.padding = tables, variant, padding
-        self.params = [[HCCSParams(int(tables.B[l][h]), int(tables.S[l][h]), int(tables.D[l][h]))
-                        for h in range(tables.n_heads)] for l in range(tables.n_layers)]
-        self.scale = [[float(tables.scale[l][h]) for h in range(tables.n_heads)] for l in range(tables.n_layers)]
-
-    def __call__(self, layer: int, logits: torch.Tensor, keymask: torch.Tensor) -> torch.Tensor:
-        if logits.shape[1] != self.tables.n_heads:
-            raise InputError(f"layer {layer} has {logits.shape[1]} heads but the tables have {self.tables.n_heads}")
-        m = torch.broadcast_to(keymask.to(torch.bool), logits.shape)
-        fn = deployed_function()
-        if fn is not None:
-            t = self.tables
-            prm = tuple(getattr(t, k)[layer].to(device=logits.device, dtype=logits.dtype) for k in ("B", "S", "D"))
-            sc = t.scale[layer].to(device=logits.device, dtype=logits.dtype)
-            return fn(logits, prm, sc, self.variant, mask=m, padding=self.padding)
-        lg = logits.detach().float().cpu().numpy()
-        mk = m.cpu().numpy()
-        o, r = split_variant(self.variant)
-        # one quantization for every head of the layer (per-head scales), then one hccs_int call per
-        # distinct parameter set (a layer or global calibration has a single one)
-        sc = np.asarray(self.scale[layer], dtype=np.float64)[None, :, None]
-        q = quantize_logits(lg, sc, mask=mk)
-        out = np.empty(lg.shape, dtype=np.float32)
-        groups: dict = {}
-        for h, prm in enumerate(self.params[layer]):
-            groups.setdefault((prm.B, prm.S, prm.D), []).append(h)
-        for (B, S, D), hs in groups.items():
-            sub = q[:, hs]
-            p = hccs_int(sub, HCCSParams(B, S, D), out=o, recip=r, mask=mk[:, hs] if self.padding == "exclude" else None)
-            out[:, hs] = p.astype(np.float32) / np.float32(full_scale(o))
-        return torch.from_numpy(out).to(device=logits.device, dtype=logits.dtype)
-
-
-def deployed_probs(tables: HCCSTables, variant: str = "u8-clb", padding: str = "exclude") -> DeployedProbs:
-    return DeployedProbs(tables, variant, padding)
-
-
-def uniform_probs():
-    """Uniform attention over each row's valid keys (a causal row i: keys 0..i, each 1/(i+1))."""
-
-    def fn(layer, logits, keymask):
-        m = torch.broadcast_to(keymask.to(torch.bool), logits.shape).to(logits.dtype)
-        return m / m.sum(-1, keepdim=True).clamp_min(1.0)
-
-    return fn
-
-
-def int8_softmax_probs(tables: HCCSTables):
-    """Exact softmax of the int8-grid logits (each head's scale): the cost of quantization alone."""
-
-    def fn(layer, logits, keymask):
-        m = torch.broadcast_to(keymask.to(torch.bool), logits.shape)
-        x = fake_quantize_logits(logits, tables.scale[layer].to(logits), m)
-        p = torch.softmax(x.masked_fill(~m, float("-inf")), dim=-1)
-        return torch.nan_to_num(p, nan=0.0)  # an all-masked row (none in a causal window) -> 0
-
-    return fn
-
-
-def constant_tables(n_layers: int, n_heads: int, params: HCCSParams, scales) -> HCCSTables:
-    """Tables with one parameter set everywhere and the given scales ([L, H] array-like, or one float)."""
-    sc = np.broadcast_to(np.asarray(scales, dtype=np.float32), (n_layers, n_heads))
-    col = lambda v: [torch.full((n_heads, 1, 1), float(v)) for _ in range(n_layers)]  # noqa: E731
-    return HCCSTables(B=col(params.B), S=col(params.S), D=col(params.D),
-                      scale=[torch.tensor(sc[l], dtype=torch.float32).view(n_heads, 1, 1) for l in range(n_layers)],
-                      granularity="default")
-
-
-def default_tables(tables: HCCSTables, seq_len: int) -> HCCSTables:
-    """The uncalibrated default (B, S, D) for rows of `seq_len` at the heads' own scales (a control)."""
-    from ..calibrate import default_params
-
-    sc = np.array([[float(tables.scale[l][h]) for h in range(tables.n_heads)] for l in range(tables.n_layers)])
-    return constant_tables(tables.n_layers, tables.n_heads, default_params(seq_len), sc)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,11 +168,6 @@ class PerplexitySettings:
     @property
     def rules(self) -> str:
         return self.calibration_target or self.target
-
-
-def padding_for(target: str) -> str:
-    """Our kernels take a valid length (masked keys excluded); aie4ml's have no mask (-128 padding)."""
-    return "as_min" if target == "aie4ml" else "exclude"
 
 
 def subsample_bank(bank, rows: int, seed: int = 0):
@@ -373,7 +248,7 @@ def run(s: PerplexitySettings, loaded=None, progress: bool = True, calibrations:
     for g in [g for g in GRANULARITIES if g in cals]:
         tables = HCCSTables.from_calibration(cals[g], L, H)
         for v in s.variants:
-            r = perplexity(loaded, windows, deployed_probs(tables, v, padding), s.batch_size, progress, f"hccs {g} {v}")
+            r = perplexity(loaded, windows, DeployedProbs(tables, v, padding), s.batch_size, progress, f"hccs {g} {v}")
             rows.append({"granularity": g, "variant": v, "padding": padding, **r.as_dict(),
                          "ratio_to_float32": r.perplexity / f32.perplexity})
     primary_g = primary_g or next(g for g in GRANULARITIES if g in cals)
@@ -396,7 +271,7 @@ def run(s: PerplexitySettings, loaded=None, progress: bool = True, calibrations:
         ctl = {
             "uniform": perplexity(loaded, windows, uniform_probs(), s.batch_size, progress, "uniform"),
             "int8_softmax": perplexity(loaded, windows, int8_softmax_probs(base), s.batch_size, progress, "int8 softmax"),
-            "default_params": perplexity(loaded, windows, deployed_probs(default_tables(base, s.seq_len), s.variants[0], "exclude"),
+            "default_params": perplexity(loaded, windows, DeployedProbs(default_tables(base, s.seq_len, "hccs-lab"), s.variants[0], "exclude"),
                                          s.batch_size, progress, "default params"),
         }
         out["controls"] = {k: {**v.as_dict(), "ratio_to_float32": v.perplexity / f32.perplexity} for k, v in ctl.items()}
@@ -452,7 +327,7 @@ def finetune(loaded, windows, tables: HCCSTables, steps: int = 300, lr: float = 
     """Fine-tune the model with HCCS in every head on next-token loss (AdamW, calibration fixed).
 
     The forward during training is HCCS's real-valued reading on the int8 grid (`HCCSProbs`, straight
-    through the rounding); evaluate afterwards with `deployed_probs` (the integer output). Training
+    through the rounding); evaluate afterwards with `DeployedProbs` (the integer output). Training
     against the deployed output itself (`hccs_deployed`'s straight-through backward) is not done
     here yet. The tied embedding stays
     frozen unless `train_embeddings`. The model is left in eval mode with the softmax restored.
@@ -470,7 +345,7 @@ def finetune(loaded, windows, tables: HCCSTables, steps: int = 300, lr: float = 
     for p in model.parameters():
         p.requires_grad_(train_embeddings or p is not emb)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    prev = get_probs(model)
+    prev = state_of(model).probs_fn
     set_probs(model, HCCSProbs(tables, quantize=True))
     model.train()
     losses = []
