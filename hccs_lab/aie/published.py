@@ -133,36 +133,6 @@ def miss_note(p: Point) -> str:
     return ""
 
 
-@dataclass
-class PublishedCheck:
-    """One cycle-model figure next to the published one it must reproduce (older interface:
-    `validation_checks` returns every point this way)."""
-
-    name: str
-    model: float
-    published: float
-    band: float
-
-    @property
-    def ratio(self) -> float:
-        return self.model / self.published
-
-    @property
-    def ok(self) -> bool:
-        return BAND[0] <= self.ratio <= BAND[1]
-
-    def line(self) -> str:
-        return (f"{self.name:<52} model {self.model:8.2f}  published {self.published:8.2f}  "
-                f"ratio {self.ratio:5.2f}  band {BAND[0]:.2f}-{BAND[1]:.2f}  {'OK' if self.ok else 'MISSED'}")
-
-
-def validation_checks(clock_ghz: float = 1.25) -> list[PublishedCheck]:
-    """Every published point as a check (the tutorial first, then the paper's cycle counts and table)."""
-    pts = validation_points(clock_ghz)
-    order = pts[-1:] + pts[-3:-1] + pts[:-3]
-    return [PublishedCheck(f"{p.name} ({p.unit})", p.model, p.published, BAND[1] - 1) for p in order]
-
-
 def paper_table_crosscheck(arch: str = "aie-ml", clock_ghz: float = 1.25) -> list[str]:
     """The paper's kernel (aie4ml linear) against the cycles per row the paper's table implies at
     `clock_ghz` (the paper states no clock; 1.25 GHz makes its n=32 figure its 29 cycles)."""

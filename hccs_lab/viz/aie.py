@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..aie.cycles import SLOTS, slot_view, steady_state_view
 from ..aie.ir import Kernel
-from ..aie.published import PAPER_GELEM, throughput_table, validation_checks
+from ..aie.published import PAPER_GELEM, throughput_table
 
 
 def throughput_rows(arch: str = "aie-ml", ns=(32, 64, 128, 256)) -> list[dict]:
@@ -143,10 +143,6 @@ def slot_figure(kernel: Kernel, max_cycles: int = 80, steady_state: bool = False
                       xaxis={"title": "cycle"}, height=380,
                       yaxis={"tickvals": list(lanes.values()), "ticktext": list(lanes), "title": "VLIW slot"})
     return fig
-
-
-def validation_lines() -> list[str]:
-    return [c.line() for c in validation_checks()]
 
 
 def validation_rows(clock_ghz: float = 1.25) -> list[dict]:
