@@ -304,3 +304,20 @@ def test_bad_input_gives_one_clear_line(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.parametrize("model", ["minilm-l6", "tiny"])
+def test_findings_of_the_committed_runs_say_what_their_numbers_say(model):
+    from hccs_lab.retrain.results import committed_results, findings
+
+    r = committed_results(model)
+    d = r["hccs_qat"]["vs_float32"]["diff_pp"]
+    line = findings(r)[1]
+    if d > 0.5:
+        assert "above float32" in line
+    elif d >= -0.5:
+        assert "within 0.5 points" in line
+    else:
+        assert "more than the 0.5-point goal" in line and f"{-d:.1f} points below" in line
+    uniform = r["controls"]["uniform"]["vs_float32"]["diff_pp"]
+    assert f"{uniform:+.1f} points" in findings(r)[2]

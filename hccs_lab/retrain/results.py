@@ -209,7 +209,10 @@ def findings(r: dict, goal_pp: float = 0.5) -> list[str]:
     v, f32 = r.get("variant"), r["float32"]["accuracy"]
     out.append(f"float32 {100 * f32:.1f}%; {v} directly {_gap(r['hccs_direct'])}; after QAT {_gap(r['hccs_qat'])}.")
     q = r["hccs_qat"]["vs_float32"]
-    if q["diff_pp"] >= -goal_pp:
+    if q["diff_pp"] > goal_pp:
+        out.append(f"After QAT the {v} kernel is {q['diff_pp']:.1f} points above float32 "
+                   f"(95% interval {q['ci95_pp'][0]:+.1f} to {q['ci95_pp'][1]:+.1f}).")
+    elif q["diff_pp"] >= -goal_pp:
         out.append(f"After QAT the {v} kernel is within {goal_pp} points of float32 ({q['diff_pp']:+.1f}).")
     else:
         out.append(f"After QAT the {v} kernel stays {-q['diff_pp']:.1f} points below float32 (95% interval "
