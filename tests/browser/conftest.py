@@ -17,7 +17,7 @@ def lab():
         yield server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # Playwright's sync API keeps its loop marked running while open: not past this module
 def browser():
     with chromium_context() as ctx:
         yield ctx
