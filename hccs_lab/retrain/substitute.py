@@ -125,8 +125,9 @@ class DeployedProbs:
         if logits.shape[1] != t.n_heads:
             raise InputError(f"layer {layer} has {logits.shape[1]} heads but the calibration has {t.n_heads}")
         B, S, D, scale = (x[layer].to(device=logits.device, dtype=logits.dtype) for x in (t.B, t.S, t.D, t.scale))
-        m = torch.broadcast_to(keymask.to(torch.bool), logits.shape)
-        return hccs_deployed(logits, (B, S, D), scale, self.variant, mask=m, padding=self.padding)
+        # the seam's mask as it comes ([N, 1, 1, Lk] or [N, 1, Lq, Lk]): hccs_deployed broadcasts it over the
+        # heads without per-head copies, which a mask broadcast to the logits' shape would force
+        return hccs_deployed(logits, (B, S, D), scale, self.variant, mask=keymask.to(torch.bool), padding=self.padding)
 
 
 def hccs_probs(tables: HCCSTables, variant: str = FLOAT, padding: str = "exclude", quantize: bool = True):
