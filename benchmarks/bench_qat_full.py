@@ -54,6 +54,7 @@ def main() -> None:
     p.add_argument("--target", default="aie4ml")
     p.add_argument("--out", default=None, help="default: benchmarks/results/qat_<model>.json")
     p.add_argument("--threads", type=int, default=None, help="default: 2, or 1 when the machine is oversubscribed")
+    p.add_argument("--workers", type=int, default=None, help="default: 2 processes of 1 thread each")
     p.add_argument("--progress", action="store_true", help="tqdm bars on stderr")
     args = p.parse_args()
     import torch
@@ -64,7 +65,8 @@ def main() -> None:
     from hccs_lab.config import torch_threads
 
     torch.set_num_threads(torch_threads(args.threads))
-    s = ExperimentSettings.for_model(args.model, variant=args.variant, target=args.target, threads=args.threads).validate()
+    s = ExperimentSettings.for_model(args.model, variant=args.variant, target=args.target, threads=args.threads,
+                                    workers=args.workers).validate()
     cached = args.model != "minilm-l6" or (minilm_classifier_dir() / "model.safetensors").is_file()
     t = time.perf_counter()
     with LoadSampler() as load:

@@ -127,22 +127,44 @@ def test_equals_hccs_int_on_captured_minilm_rows(captured, variant, padding):
             assert torch.all(am[pad] > 0)
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_torch_gradient_is_hccs_floats(variant):
-    logits, mask, params, scales = random_case(3, 16, rows=16 * 40 * 3, heads=3)
-    prm, sc = as_tables(params, scales)
-    x = torch.from_numpy(logits).double().requires_grad_(True)
-    m = torch.from_numpy(mask)
-    w = torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    y = hccs_deployed(x, prm, sc.double(), variant, mask=m, padding="as_min")
-    (y * w).sum().backward()
+def gradients(x0, prm, sc, mask, variant, padding):
+    """(gradient through hccs_deployed, gradient through hccs_float) of the same random weighting of the output."""
+    x = x0.clone().requires_grad_(True)
+    w = torch.randn(x.shape, dtype=x.dtype, generator=torch.Generator().manual_seed(0))
+    (hccs_deployed(x, prm, sc, variant, mask=mask, padding=padding) * w).sum().backward()
     g_dep = x.grad.clone()
     x.grad = None
-    (hccs_float(x, prm, sc.double(), mask=m) * w).sum().backward()
-    assert torch.equal(g_dep, x.grad) and g_dep.abs().sum() > 0
+    (hccs_float(x, prm, sc, mask=mask) * w).sum().backward()
+    return g_dep, x.grad
+
+
+# params of the logits' dtype take the blockwise backward of deployed_torch; float32 params with
+# float64 logits promote, and take hccs_float's autograd graph itself
+@pytest.mark.parametrize("params_dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_torch_gradient_is_hccs_floats(variant, params_dtype):
+    logits, mask, params, scales = random_case(3, 16, rows=16 * 40 * 3, heads=3)
+    prm, sc = as_tables(params, scales)
+    prm = tuple(p.to(params_dtype) for p in prm)
+    x = torch.from_numpy(logits).double()
+    for m in (torch.from_numpy(mask), None):
+        for padding in PADDINGS:
+            g_dep, g_float = gradients(x, prm, sc.double(), m, variant, padding)
+            assert torch.equal(g_dep, g_float) and g_dep.abs().sum() > 0
+    y = hccs_deployed(x.requires_grad_(True), prm, sc.double(), variant, mask=torch.from_numpy(mask), padding="as_min")
     # forward is still the integer output exactly (the straight-through term adds exactly 0)
     want = expected(logits.astype(np.float64), params, scales, variant, mask, "as_min")
     np.testing.assert_array_equal(y.detach().numpy(), want)
+
+
+def test_torch_gradient_on_captured_minilm_rows_is_hccs_floats(captured):
+    """What QAT runs: float32 logits of a real layer, its per-head float32 tables, the seam's [N, 1, Lq, Lk] mask."""
+    seen, tables, _ = captured
+    for layer in (0, 5):
+        logits, keymask = seen[layer]
+        prm = (tables.B[layer], tables.S[layer], tables.D[layer])
+        g_dep, g_float = gradients(logits[:8], prm, tables.scale[layer], keymask[:8], "u8-clb", "as_min")
+        assert torch.equal(g_dep, g_float) and g_dep.abs().sum() > 0
 
 
 def test_gradient_reaches_tensor_parameters_and_scale():
@@ -177,3 +199,26 @@ def test_bad_input_is_a_clear_error():
         hccs_deployed(np.zeros((1, 2, 3, 8)), (np.array([10.5, 10]), 1, 5), 0.1, "u8-clb")
     with pytest.raises(InputError, match="invalid for n=8"):
         hccs_deployed(x, HCCSParams(10, 3, 5), 0.1, "u8-clb")
+
+
+def test_bad_torch_input_is_a_clear_error():
+    p = (torch.tensor(10.0), torch.tensor(1.0), torch.tensor(5.0))
+    x = torch.zeros(2, 3, 8)
+    x[1, 2, 4] = float("nan")
+    x[0, 0, 0] = float("-inf")
+    with pytest.raises(InputError, match="NaN or inf in 2 row"):
+        hccs_deployed(x, p, 0.1, "u8-clb")
+    keep = torch.ones(2, 3, 8, dtype=torch.bool)
+    keep[0, 0, 0] = keep[1, 2, 4] = False  # masked keys may hold anything
+    assert torch.all(torch.isfinite(hccs_deployed(x, p, 0.1, "u8-clb", mask=keep, padding="exclude")))
+    with pytest.raises(InputTypeError, match="mask must be boolean"):
+        hccs_deployed(torch.zeros(2, 8), p, 0.1, "u8-clb", mask=torch.ones(2, 8))
+    with pytest.raises(InputError, match="does not broadcast"):
+        hccs_deployed(torch.zeros(2, 8), p, 0.1, "u8-clb", mask=torch.ones(3, 8, dtype=torch.bool))
+    with pytest.raises(InputError, match="scale must be finite and > 0"):
+        hccs_deployed(torch.zeros(2, 8), p, 0.0, "u8-clb")
+    with pytest.raises(InputTypeError, match="float logits"):
+        hccs_deployed(torch.zeros(2, 8, dtype=torch.int8), p, 0.1, "u8-clb")
+    with pytest.raises(InputError, match="invalid for n=8"):
+        hccs_deployed(torch.zeros(2, 8), (torch.tensor(10.0), torch.tensor(3.0), torch.tensor(5.0)), 0.1, "u8-clb")
+

@@ -321,3 +321,36 @@ def test_findings_of_the_committed_runs_say_what_their_numbers_say(model):
         assert "more than the 0.5-point goal" in line and f"{-d:.1f} points below" in line
     uniform = r["controls"]["uniform"]["vs_float32"]["diff_pp"]
     assert f"{uniform:+.1f} points" in findings(r)[2]
+
+
+def test_jobs_in_worker_processes_give_what_they_give_in_process(tmp_path, monkeypatch):
+    """Two spawned workers of one thread each: the same per-sentence results and training losses as one thread here."""
+    from hccs_lab.retrain import measure
+    from hccs_lab.retrain.experiment import ExperimentSettings, prepare
+
+    monkeypatch.setenv("HCCS_LAB_CACHE", str(tmp_path / "cache"))
+    s = ExperimentSettings.for_model("tiny", quick=True, qat_steps=3)
+    prep = prepare(s, progress=False)
+    plan = measure.plan_run(prep)
+    jobs = [j for j in plan.jobs if isinstance(j, measure.QATJob) and j.granularity == "head"]
+    jobs += [j for j in plan.jobs if isinstance(j, measure.EvalJob)][:3]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        here = measure.execute(plan.bench, jobs, workers=1, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    there = measure.execute(plan.bench, jobs + jobs[:1], workers=2, threads=1, progress=False)
+    assert set(here) == set(there) == {j.key for j in jobs}  # a repeated job runs once
+    for key in here:
+        np.testing.assert_array_equal(here[key]["correct"], there[key]["correct"])
+        assert here[key]["correct"].shape == (256,)
+    qat = jobs[0].key
+    assert here[qat]["history"]["loss"] == there[qat]["history"]["loss"] and there[qat]["history"]["steps"] == 3
+    assert there[qat]["fidelity"]["heads"] == here[qat]["fidelity"]["heads"]
+
+
+def test_workers_must_be_positive(tmp_path, capsys):
+    assert cli_main(["qat", "--model", "tiny", "--workers", "0", "--out", str(tmp_path / "r.json")]) == 2
+    assert "workers must be >= 1, got 0" in capsys.readouterr().err
+

@@ -32,6 +32,9 @@ def add_arguments(parser) -> None:
                         help="QAT runs per granularity with consecutive seeds; accuracies are averaged")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default 2, or 1 when the load average exceeds the cores)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes running the evaluations and QAT runs side by side, the threads shared out "
+                             "among them (default 2 for a full run, 1 with --quick)")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bars")
 
 
@@ -45,7 +48,8 @@ def run(args) -> int:
         qat_steps=args.qat_steps, qat_lr=args.qat_lr, float_steps=args.float_steps, max_len=args.max_len,
         seed=args.seed, repeats=args.repeats, granularities=tuple(args.granularity) if args.granularity else None,
         qat_variants=tuple(args.also_qat) if args.also_qat else None,
-        quantize_linears=args.quantize_linears or None, threads=args.threads).validate()
+        quantize_linears=args.quantize_linears or None, threads=args.threads,
+        workers=args.workers).validate()
     out = check_out_path(args.out)
     import torch
 

@@ -167,7 +167,9 @@ def hccs_deployed(logits, params, scale, variant: str, mask=None, padding: str =
     o, r = split_variant(variant)
     if padding not in PADDINGS:
         raise InputError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
-    x = logits.detach().cpu().numpy() if is_torch(logits) else np.asarray(logits)
+    if is_torch(logits):
+        return _deployed_torch(logits, params, scale, o, r, mask, padding)
+    x = np.asarray(logits)
     if not np.issubdtype(x.dtype, np.floating):
         raise InputTypeError(f"hccs_deployed takes float logits, got dtype {x.dtype}")
     check_rows(x, "logits")
@@ -187,13 +189,61 @@ def hccs_deployed(logits, params, scale, variant: str, mask=None, padding: str =
             hm = None if keep is None else keep if keep.shape[-3] == 1 else keep[..., heads, :, :]
             p[..., heads, :, :] = hccs_int(q[..., heads, :, :], prm, o, r, mask=hm)
     p /= p.dtype.type(FULL_SCALE[o])
-    if not is_torch(logits):
-        return p.astype(x.dtype, copy=False)
-    out = torch.from_numpy(p).to(device=logits.device, dtype=logits.dtype)
+    return p.astype(x.dtype, copy=False)
+
+
+def _deployed_torch(logits, params, scale, out: str, recip: str, mask, padding: str):
+    """hccs_deployed for a torch tensor: the same checks and numbers, computed in torch (`deployed_torch`)."""
+    from . import deployed_torch as dt
+
+    if not logits.is_floating_point():
+        raise InputTypeError(f"hccs_deployed takes float logits, got dtype {logits.dtype}")
+    check_rows(logits, "logits")
+    n = logits.shape[-1]
+    for prm, _ in _head_groups(params, tuple(logits.shape)):  # integer-valued, one set or one per head
+        prm.validate(n)
+    B, S, D = (_int_param(v, logits) for v in _params_of(params))
+    s = np.asarray(scale.detach().cpu().numpy() if is_torch(scale) else scale, dtype=np.float64)
+    if not np.all(np.isfinite(s)) or np.any(s <= 0):
+        raise InputError(f"scale must be finite and > 0, got {s}")
+    _leading_scale(s)  # the shape rule: a float, or a trailing singleton
+    scale64 = torch.as_tensor(s, dtype=torch.float64, device=logits.device)
+    m = _torch_mask(mask, logits)
+    value = dt.deployed_forward(logits, B, S, D, scale64, out, recip, m, padding == "exclude")
     if not (torch.is_grad_enabled() and _needs_grad(logits, params, scale)):
-        return out
-    relaxed = hccs_float(logits, params, scale, mask=mask)
-    return out + (relaxed - relaxed.detach())  # exactly `out` forward (x - x == 0), hccs_float's gradient back
+        return value
+    relaxed_args = tuple(_params_of(params)) + (scale,)
+    if all(is_torch(t) and t.dtype == logits.dtype and not t.requires_grad for t in relaxed_args):
+        return dt.straight_through(logits, value, m, *relaxed_args)  # hccs_float's gradient, block by block
+    relaxed = hccs_float(logits, params, scale, mask=mask)  # the parameters learn too: plain autograd
+    return value + (relaxed - relaxed.detach())  # exactly `value` forward (x - x == 0), hccs_float's gradient back
+
+
+def _params_of(params) -> tuple:
+    return (params.B, params.S, params.D) if isinstance(params, HCCSParams) else tuple(params)
+
+
+def _int_param(v, like):
+    """One of B, S, D as an int32 tensor broadcasting against logits [..., H, Lq, Lk] (checked integral already)."""
+    t = torch.as_tensor(v.detach() if is_torch(v) else np.asarray(v, dtype=np.float64), device=like.device)
+    t = torch.round(t.to(torch.float64)).to(torch.int32).reshape(-1)
+    return t[0] if t.numel() == 1 else t.view(-1, 1, 1)
+
+
+def _torch_mask(mask, like):
+    """The mask as a torch bool tensor with the logits' number of axes (leading singletons), or None."""
+    if mask is None:
+        return None
+    m = torch.as_tensor(mask.detach() if is_torch(mask) else np.asarray(mask), device=like.device)
+    if m.dtype != torch.bool:
+        raise InputTypeError(f"mask must be boolean (True = key takes part), got {m.dtype}")
+    try:
+        fits = m.ndim <= like.ndim and torch.broadcast_shapes(tuple(m.shape), tuple(like.shape)) == like.shape
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise InputError(f"mask of shape {tuple(m.shape)} does not broadcast to the logits' shape {tuple(like.shape)}")
+    return m.reshape((1,) * (like.ndim - m.ndim) + tuple(m.shape))
 
 
 # quantize_logits works row by row; calls on blocks of this many elements keep its float64 temporaries in cache

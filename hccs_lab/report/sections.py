@@ -227,7 +227,9 @@ def section_qat(ctx: Context) -> Section:
          ("delta", "Δ QAT (pp)"), ("global", "global %"), ("layer", "per-layer %"), ("head", "per-head %")]))
     t, env = r.get("timings", {}), r.get("environment", {})
     if "total_s" in t:
-        sec.add(paragraph(f"<span class='meta'>Run time {t['total_s'] / 60:.1f} min on {env.get('threads', '?')} threads, "
+        where = (f"{t['workers']} worker processes of {t.get('threads_per_worker', '?')} thread(s)"
+                 if t.get("workers", 1) > 1 else f"{env.get('threads', '?')} threads")
+        sec.add(paragraph(f"<span class='meta'>Run time {t['total_s'] / 60:.1f} min on {where}, "
                           f"load average {env.get('load_average_at_start')} at start, {env.get('load_average_at_end')} "
                           f"at end ({html.escape(str(r.get('timing_note', '')))})</span>"))
     return sec

@@ -14,7 +14,8 @@ What one run measures (`ExperimentSettings`): float32; the chosen variant direct
 as it is) and every other reading in `direct_variants`; the controls (`retrain.controls`); direct
 accuracy by calibration method (`retrain.calibration_methods`); each granularity in
 `granularities`, directly and after its own QAT run; and QAT of each extra variant in
-`qat_variants` (per head).
+`qat_variants` (per head). The measurements are independent jobs (`retrain.measure`): a full run
+gives them to two worker processes of one torch thread each (`workers`), a quick run does them here.
 
 Budgets (2 shared CPU cores): `tiny` trains 2 epochs float32 (cached), then 1 QAT epoch per run.
 `minilm-l6` fine-tunes float32 for a step budget (240 steps of 32 = 7,680 sentences, two thirds of an
@@ -74,6 +75,7 @@ class ExperimentSettings:
     fidelity_texts: int = 32
     log_every: int = 20
     threads: int | None = None  # None: 2, or 1 when the machine is oversubscribed (see torch_threads)
+    workers: int | None = None  # processes running the jobs; None: 2 for a full run, 1 (in process) for --quick
 
     @classmethod
     def for_model(cls, model: str, quick: bool = False, **overrides) -> "ExperimentSettings":
@@ -120,6 +122,8 @@ class ExperimentSettings:
         for name in ("float_epochs", "qat_epochs", "float_lr", "qat_lr"):
             if not getattr(self, name) > 0:
                 raise InputError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.workers is not None and int(self.workers) < 1:
+            raise InputError(f"workers must be >= 1, got {self.workers}")
         for name in ("max_len", "calib_texts", "batch_size", "fidelity_texts", "repeats"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -285,23 +289,29 @@ def prepare(s: ExperimentSettings, progress: bool = True) -> Prepared:
 
 def run_experiment(s: ExperimentSettings, progress: bool = True) -> dict:
     """The whole pipeline; returns the results dict (`results.write_results` saves it)."""
+    from ..config import torch_threads
     from . import measure
     from .results import assemble, loadavg
 
     t_start, load_start = time.perf_counter(), loadavg()
     prep = prepare(s, progress)
-    ev = measure.Evaluator(prep, progress)
-    main_g = "head" if "head" in s.granularities else s.granularities[0]
-    direct = measure.direct_readings(ev, main_g)
-    controls = measure.control_accuracies(ev, main_g)
-    methods = measure.method_accuracies(ev) if len(s.calib_methods) > 1 or s.calib_methods != ("grid",) else {}
-    runs = measure.qat_runs(ev, main_g)
-    granularity = measure.granularity_accuracies(ev, direct[s.variant], runs, main_g)
     t = time.perf_counter()
-    fidelity = measure.fidelity(ev, runs[(s.variant, main_g)]["model"], main_g)
-    prep.timings["fidelity_s"] = time.perf_counter() - t
+    plan = measure.plan_run(prep)
+    prep.timings["method_calibrations_s"] = time.perf_counter() - t
+    workers = s.workers if s.workers is not None else measure.default_workers(s.quick)
+    # the cores are shared out: two workers of one thread each on 2 cores
+    threads = max(1, torch_threads(s.threads) // workers)
+    t = time.perf_counter()
+    results = measure.execute(plan.bench, plan.jobs, workers=workers, threads=threads, progress=progress)
+    prep.timings.update(jobs_wall_s=time.perf_counter() - t, workers=workers, threads_per_worker=threads)
+    out = measure.Readout(prep, plan, results)
+    direct = out.direct()
+    runs = out.qat_runs()
+    parts = {"direct": direct, "controls": out.controls(), "calibration_methods": out.methods(), "runs": runs,
+             "granularity": out.granularity(direct[s.variant], runs),
+             "fidelity": runs[s.variant, plan.main_granularity]["fidelity"]}
+    prep.timings.update(out.timings())
     prep.timings["total_s"] = time.perf_counter() - t_start
-    r = assemble(prep, ev, {"direct": direct, "controls": controls, "calibration_methods": methods, "runs": runs,
-                            "granularity": granularity, "fidelity": fidelity}, main_g)
+    r = assemble(prep, parts, plan.main_granularity)
     r["environment"]["load_average_at_start"] = load_start
     return r

@@ -33,7 +33,7 @@ CONTROL_NAMES = {"uniform": "control: uniform attention", "default_params": "con
                  "int8_softmax": "control: softmax of int8 logits"}
 
 
-def assemble(prep, ev, parts: dict, granularity: str) -> dict:
+def assemble(prep, parts: dict, granularity: str) -> dict:
     """The results dict of one run (see the module docstring of `retrain.experiment`)."""
     import torch
 
@@ -46,7 +46,7 @@ def assemble(prep, ev, parts: dict, granularity: str) -> dict:
     for (v, g), run in runs.items():
         qat.setdefault(v, {})[g] = run["entry"]
     acc_float = prep.float_accuracy
-    timings = dict(prep.timings, evals_s=ev.seconds, evals=ev.count)
+    timings = dict(prep.timings)
     timings.update({f"qat_{v}_{g}_s": run["entry"]["seconds"] for (v, g), run in runs.items()})
     return {
         "schema": SCHEMA, "model": s.model, "quick": s.quick, "variant": s.variant, "target": s.target,

@@ -1,7 +1,7 @@
 # Solution 05, exercise 2: what each step from the real-valued reading to the shipped kernel costs, directly.
 from hccs_lab.config import quick_mode
 from hccs_lab.retrain.experiment import ExperimentSettings, prepare
-from hccs_lab.retrain.measure import Evaluator
+from hccs_lab.retrain.measure import Bench
 from hccs_lab.retrain.results import committed_results
 from hccs_lab.retrain.stats import format_difference, paired_difference
 
@@ -15,11 +15,9 @@ if saved:
 # 2. the kernel's padding rule, live: the same calibration through a kernel with a mask (ours) and
 #    without one (aie4ml: every sentence padded to 64 keys that take part), paired sentence by sentence
 prep = prepare(ExperimentSettings.for_model("tiny", quick=quick_mode(), granularities=("head",)), progress=False)
-ev = Evaluator(prep, progress=False)
-tables = prep.tables["head"]
-_, as_min = ev.reading(prep.model, tables, "u8-clb", "aie4ml")  # prep's target is aie4ml
-prep.settings.target = "hccs-lab"  # same parameters (aie4ml's rules are stricter), masked keys get 0
-_, exclude = ev.reading(prep.model, tables, "u8-clb", "hccs-lab")
+as_min = Bench.of(prep).reading_correct("head", "u8-clb")  # prep's target is aie4ml
+# same parameters (aie4ml's rules are stricter), masked keys get 0
+exclude = Bench.of(prep, target="hccs-lab").reading_correct("head", "u8-clb")
 d = paired_difference(as_min, exclude)
 print(f"tiny u8-clb: without a mask {100 * as_min.mean():.1f}%, with one {100 * exclude.mean():.1f}%, "
       f"difference {format_difference(d)} pp")
