@@ -318,7 +318,7 @@ def test_findings_of_the_committed_runs_say_what_their_numbers_say(model):
     elif d >= -0.5:
         assert "within 0.5 points" in line
     else:
-        assert "more than the 0.5-point goal" in line and f"{-d:.1f} points below" in line
+        assert "more than the 0.5-point goal" in line and f"{-d:.2f} points below" in line
     uniform = r["controls"]["uniform"]["vs_float32"]["diff_pp"]
     assert f"{uniform:+.1f} points" in findings(r)[2]
 

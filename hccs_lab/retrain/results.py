@@ -215,7 +215,8 @@ def findings(r: dict, goal_pp: float = 0.5) -> list[str]:
     elif q["diff_pp"] >= -goal_pp:
         out.append(f"After QAT the {v} kernel is within {goal_pp} points of float32 ({q['diff_pp']:+.1f}).")
     else:
-        out.append(f"After QAT the {v} kernel stays {-q['diff_pp']:.1f} points below float32 (95% interval "
+        # two decimals: a gap of 0.55 must not read as "0.5 points below ... more than the 0.5-point goal"
+        out.append(f"After QAT the {v} kernel stays {-q['diff_pp']:.2f} points below float32 (95% interval "
                    f"{q['ci95_pp'][0]:+.1f} to {q['ci95_pp'][1]:+.1f}), more than the {goal_pp}-point goal.")
     c = r.get("controls", {})
     if c:
