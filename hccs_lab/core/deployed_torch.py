@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import InputError
+from .masks import nonfinite_error
 from .params import FULL_SCALE, INT16_MAX, U8_NUMER
 
 # elements per block of sentences: float64 temporaries of this many elements stay in L2/L3
@@ -98,7 +98,7 @@ def deployed_forward(logits: torch.Tensor, B, S, D, scale64, out: str, recip: st
             q = quantize_block(x, m, scale64)
             res[sl] = kernel_block(q, m if exclude else None, B, S, D, out, recip).to(work) / full
     if bad_rows:
-        raise InputError(f"logits contain NaN or inf in {bad_rows} row(s); clean or mask them first")
+        raise nonfinite_error(bad_rows)
     return res.to(logits.dtype)
 
 
@@ -160,15 +160,9 @@ class _StraightThrough(torch.autograd.Function):
         (logits,) = ctx.saved_tensors
         mask, B, S, D, scale = ctx.rest
         grad = torch.empty_like(logits)
-        for sl, gb, x, m in blocks_pair(g, logits, mask):
-            grad[sl] = relaxed_grad_block(gb, x, m, B, S, D, scale)
+        for sl, x, m in blocks(logits, mask):
+            grad[sl] = relaxed_grad_block(g[sl], x, m, B, S, D, scale)
         return grad, None, None, None, None, None, None
-
-
-def blocks_pair(g, x, mask):
-    """Blocks of the upstream gradient and the logits side by side."""
-    for sl, xb, mb in blocks(x, mask):
-        yield sl, g[sl], xb, mb
 
 
 def straight_through(logits, value, mask, B, S, D, scale):

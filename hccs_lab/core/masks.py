@@ -79,8 +79,12 @@ def check_finite(logits, what: str = "logits") -> None:
     """Raise InputError naming how many rows hold NaN or inf."""
     bad = ~torch.isfinite(logits.detach()) if is_torch(logits) else ~np.isfinite(logits)
     if bool(bad.any()):
-        rows = int(bad.reshape(-1, logits.shape[-1]).any(-1).sum())
-        raise InputError(f"{what} contain NaN or inf in {rows} row(s); clean or mask them first")
+        raise nonfinite_error(int(bad.reshape(-1, logits.shape[-1]).any(-1).sum()), what)
+
+
+def nonfinite_error(rows: int, what: str = "logits") -> InputError:
+    """The error for `rows` rows holding NaN or inf among the keys that take part."""
+    return InputError(f"{what} contain NaN or inf in {rows} row(s); clean or mask them first")
 
 
 def check_rows(x, what: str) -> None:

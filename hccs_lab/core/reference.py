@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import InputError, InputTypeError
 from .masks import check_rows, is_torch, row_mask, torch
 from .params import FULL_SCALE, INT16_MAX, OUT_KINDS, RECIP_KINDS, U8_NUMER, HCCSParams, split_variant
-from .relaxed import hccs_float, quantize_logits
+from .relaxed import _check_scale, hccs_float, quantize_logits
 
 
 
@@ -203,9 +203,8 @@ def _deployed_torch(logits, params, scale, out: str, recip: str, mask, padding: 
     for prm, _ in _head_groups(params, tuple(logits.shape)):  # integer-valued, one set or one per head
         prm.validate(n)
     B, S, D = (_int_param(v, logits) for v in _params_of(params))
+    _check_scale(scale)
     s = np.asarray(scale.detach().cpu().numpy() if is_torch(scale) else scale, dtype=np.float64)
-    if not np.all(np.isfinite(s)) or np.any(s <= 0):
-        raise InputError(f"scale must be finite and > 0, got {s}")
     _leading_scale(s)  # the shape rule: a float, or a trailing singleton
     scale64 = torch.as_tensor(s, dtype=torch.float64, device=logits.device)
     m = _torch_mask(mask, logits)

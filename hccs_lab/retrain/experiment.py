@@ -248,13 +248,6 @@ class Prepared:
     def float_accuracy(self) -> float:
         return float(np.mean(self.float_correct))
 
-    def correct(self, model, desc: str = "eval", progress: bool = False, pad_to: int | None = None) -> np.ndarray:
-        return correct(model, self.tokenizer, self.test.texts, self.test.labels, max_len=self.settings.max_len,
-                       progress=progress, desc=desc, pad_to=pad_to)
-
-    def accuracy(self, model, desc: str = "eval", progress: bool = False, pad_to: int | None = None) -> float:
-        return float(np.mean(self.correct(model, desc, progress, pad_to)))
-
 
 def prepare(s: ExperimentSettings, progress: bool = True) -> Prepared:
     """Data subsets, the float32 model (trained or cached) and its test results, capture + calibration."""

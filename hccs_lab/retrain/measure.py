@@ -111,7 +111,14 @@ def evaluate_with(bench: Bench, model, fn, pad_to: int | None, desc: str, progre
 
 
 def run_job(bench: Bench, job, progress: bool = False) -> dict:
-    """{"correct", "eval_s"} (+ "history", "fake_quantized_linears", "fidelity" for a QAT job)."""
+    """{"correct", "eval_s", "job_s"} (+ "history", "fake_quantized_linears", "fidelity" for a QAT job)."""
+    t = time.perf_counter()
+    out = _run(bench, job, progress)
+    out["job_s"] = time.perf_counter() - t
+    return out
+
+
+def _run(bench: Bench, job, progress: bool) -> dict:
     s = bench.settings
     if isinstance(job, EvalJob):
         t = time.perf_counter()
@@ -150,10 +157,7 @@ def _init_worker(path: str, threads: int) -> None:
 
 
 def _worker_job(job) -> dict:
-    t = time.perf_counter()
-    out = run_job(_WORKER_BENCH, job)
-    out["job_s"] = time.perf_counter() - t
-    return out
+    return run_job(_WORKER_BENCH, job)
 
 
 def execute(bench: Bench, jobs: list, workers: int = 1, threads: int = 1, progress: bool = True) -> dict:
@@ -167,11 +171,7 @@ def execute(bench: Bench, jobs: list, workers: int = 1, threads: int = 1, progre
     todo = list({j.key: j for j in sorted(jobs, key=lambda j: not isinstance(j, QATJob))}.values())
     results = {}
     if workers <= 1 or len(todo) <= 1:
-        for job in todo:
-            t = time.perf_counter()
-            results[job.key] = run_job(bench, job, progress)
-            results[job.key]["job_s"] = time.perf_counter() - t
-        return results
+        return {job.key: run_job(bench, job, progress) for job in todo}
     with tempfile.TemporaryDirectory(prefix="hccs-lab-jobs-") as tmp:
         path = str(Path(tmp) / "bench.pt")
         torch.save(bench, path)
